@@ -1,0 +1,35 @@
+# Two commands do all the set-up on a fresh machine:
+#   make run    create .venv, install the pinned dependencies, run the pipeline (dvc repro)
+#   make test   the same set-up, then the test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# Stages call `python` and `dvc`: the venv's, whoever starts make.
+export PATH := $(abspath $(BIN)):$(PATH)
+# Nothing phones home.
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := true
+export DVC_NO_ANALYTICS := 1
+
+.PHONY: run test ui clean-venv
+
+run: $(STAMP)
+	dvc repro
+
+test: $(STAMP)
+	pytest
+
+# The MLflow UI on the default store (mlflow.db at the repository root); http://127.0.0.1:5000
+ui: $(STAMP)
+	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $@
+
+clean-venv:
+	rm -rf $(VENV)

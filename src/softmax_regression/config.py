@@ -1,0 +1,152 @@
+"""Typed, frozen params per section of params.yaml, validated before any work starts.
+
+A misspelt or missing key fails loudly, naming the key, what is allowed and what was given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from softmax_regression.errors import ParamError
+
+PARAMS_FILE = "params.yaml"
+
+
+@dataclass(frozen=True)
+class IngestParams:
+    path: str  # the raw CSV
+    label: str  # the column holding the class of each row
+    drop: tuple[str, ...] = ()  # columns that are neither label nor feature (ids, free text)
+    delimiter: str = ","
+
+    def __post_init__(self) -> None:
+        _require(self.path != "", "ingest.path", "a file path", self.path)
+        _require(self.label != "", "ingest.label", "a column name", self.label)
+        _require(len(self.delimiter) == 1, "ingest.delimiter", "a single character", self.delimiter)
+        _require(self.label not in self.drop, "ingest.drop", f"not to contain the label {self.label!r}",
+                 list(self.drop))
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    test_size: float  # fraction of each class held out for evaluate
+    seed: int
+
+    def __post_init__(self) -> None:
+        _require(0 < self.test_size < 1, "split.test_size", "a fraction in (0, 1)", self.test_size)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    impl: str  # how gradients are obtained: a key of trainers.TRAINERS, checked there
+    iterations: int  # full-batch gradient-descent steps
+    lr: float  # step size
+    l2: float  # weight of the L2 penalty l2·ΣW² (the bias is not penalised)
+    seed: int  # draws the initial weights
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        _require(self.iterations >= 1, "train.iterations", "an integer >= 1", self.iterations)
+        _require(math.isfinite(self.lr) and self.lr > 0, "train.lr", "a number > 0", self.lr)
+        _require(math.isfinite(self.l2) and self.l2 >= 0, "train.l2", "a number >= 0", self.l2)
+        _require(self.dtype in ("float32", "float64"), "train.dtype", "one of ['float32', 'float64']",
+                 self.dtype)
+
+
+@dataclass(frozen=True)
+class TrackingParams:
+    experiment: str = "softmax-regression"  # the MLflow experiment every run goes into
+
+    def __post_init__(self) -> None:
+        _require(self.experiment != "", "tracking.experiment", "a name", self.experiment)
+
+
+Section = TypeVar("Section")
+
+
+def read_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
+    """The whole params file as a dict; a missing or malformed file is a ParamError."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            params = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ParamError(f"{path}: file not found (run from the repository root)") from None
+    except yaml.YAMLError as e:
+        raise ParamError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
+    if not isinstance(params, dict):
+        raise ParamError(f"{path}: expected a mapping of sections, got {type(params).__name__}")
+    return params
+
+
+def section(params: Mapping[str, Any], name: str, cls: type[Section]) -> Section:
+    """Build the dataclass `cls` from params[name], checking keys and types."""
+    values = params.get(name)
+    if not isinstance(values, Mapping):
+        raise ParamError(f"{PARAMS_FILE}: section '{name}' is missing or not a mapping")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ParamError(f"{PARAMS_FILE}: unknown key {name}.{unknown[0]} (known keys: {sorted(fields)})")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, field in fields.items():
+        if key not in values:
+            if field.default is dataclasses.MISSING:
+                raise ParamError(f"{PARAMS_FILE}: missing key {name}.{key}")
+            continue
+        kwargs[key] = _coerce(values[key], hints[key], f"{name}.{key}")
+    return cls(**kwargs)
+
+
+def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'train': {'lr': 0.1}} -> {'train.lr': 0.1}: the names MLflow logs params under."""
+    flat = {}
+    for key, value in params.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    if typing.get_origin(hint) is tuple:
+        if value is None:
+            return ()
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            if not isinstance(item, str):
+                raise ParamError(f"{PARAMS_FILE}: {key} must be a list of column names, got {value!r}")
+        return tuple(items)
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif hint is str:
+        ok = isinstance(value, str)
+    else:  # pragma: no cover - a field type this module does not know
+        raise TypeError(f"unsupported param type {hint!r} for {key}")
+    if not ok:
+        raise ParamError(f"{PARAMS_FILE}: {key} must be {_type_name(hint)}, got {value!r}")
+    return value
+
+
+def _type_name(hint: Any) -> str:
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[hint]
+
+
+def _require(ok: bool, key: str, allowed: str, got: Any) -> None:
+    if not ok:
+        raise ParamError(f"{PARAMS_FILE}: {key} must be {allowed}, got {got!r}")
+

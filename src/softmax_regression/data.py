@@ -1,0 +1,150 @@
+"""Reading, validating, encoding and splitting tabular data. pandas and numpy only: no torch here."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from softmax_regression.errors import DataError
+from softmax_regression.files import atomic_path
+
+OTHER_DELIMITERS = {";": "';'", "\t": "a tab", "|": "'|'"}
+MAX_ROWS_LISTED = 5
+
+
+def read_raw(path: str | Path, label: str, drop: tuple[str, ...] = (), delimiter: str = ",") -> pd.DataFrame:
+    """Read a CSV into numeric float64 feature columns followed by the label column (as strings).
+
+    Every problem is a DataError naming the file, the column and the line (1 is the header).
+    """
+    path = Path(path)
+    header = _read_header(path, delimiter)
+    _check_columns(path, header, label, drop, delimiter)
+    try:
+        df = pd.read_csv(path, sep=delimiter, encoding="utf-8-sig", skipinitialspace=True)
+    except pd.errors.ParserError as e:
+        raise DataError(f"{path}: not a well-formed CSV: {_one_line(e)}") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a UTF-8 text file") from None
+    if df.empty:
+        raise DataError(f"{path}: the header has no data rows below it")
+
+    df = df.drop(columns=list(drop))
+    features = [c for c in df.columns if c != label]
+    if not features:
+        raise DataError(f"{path}: no feature columns left besides the label {label!r} (check ingest.drop)")
+    clean = pd.DataFrame({c: _numeric_column(path, df[c]) for c in features})
+    clean[label] = _label_column(path, df[label])
+    n_classes = clean[label].nunique()
+    if n_classes < 2:
+        raise DataError(f"{path}: label column {label!r} has {n_classes} class; at least 2 are needed")
+    return clean
+
+
+def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, engine="pyarrow", index=False)
+
+
+def read_parquet(path: str | Path) -> pd.DataFrame:
+    return pd.read_parquet(path, engine="pyarrow")
+
+
+def encode_labels(labels: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Map class names to contiguous integers 0..k-1, in sorted order of the names."""
+    classes = sorted(labels.unique().tolist())
+    index = {name: i for i, name in enumerate(classes)}
+    return labels.map(index).to_numpy(dtype=np.int64), classes
+
+
+def stratified_split(y: np.ndarray, classes: list[str], test_size: float, seed: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (train, test), holding out round(test_size · n_c) rows of each class c.
+
+    Each class keeps at least one row on each side. Same y, test_size and seed give the same split.
+    """
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for c, name in enumerate(classes):
+        rows = np.flatnonzero(y == c)
+        if len(rows) < 2:
+            raise DataError(f"class {name!r} has {len(rows)} row; the stratified split needs at least 2 "
+                            f"per class (one to train on, one to test on)")
+        n_test = min(max(round(test_size * len(rows)), 1), len(rows) - 1)
+        rows = rng.permutation(rows)
+        test.append(rows[:n_test])
+        train.append(rows[n_test:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def _read_header(path: Path, delimiter: str) -> list[str]:
+    if not path.exists():
+        raise DataError(f"{path}: file not found (set ingest.path in params.yaml)")
+    if not path.is_file():
+        raise DataError(f"{path}: not a file (set ingest.path in params.yaml)")
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            header = next(csv.reader(f, delimiter=delimiter), None)
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a UTF-8 text file (is it a CSV?)") from None
+    if not header:
+        raise DataError(f"{path}: the file is empty; expected a header line and data rows")
+    return [name.strip() for name in header]
+
+
+def _check_columns(path: Path, header: list[str], label: str, drop: tuple[str, ...], delimiter: str) -> None:
+    seen = set()
+    for name in header:
+        if name in seen:
+            raise DataError(f"{path}: column {name!r} appears more than once in the header")
+        seen.add(name)
+    if len(header) == 1:
+        for other, said in OTHER_DELIMITERS.items():
+            if other != delimiter and other in header[0]:
+                raise DataError(f"{path}: the header is one column with delimiter {delimiter!r}, but it "
+                                f"contains {said}: set ingest.delimiter in params.yaml")
+    if label not in seen:
+        raise DataError(f"{path}: label column {label!r} not found (set ingest.label); columns are: "
+                        f"{', '.join(header)}")
+    missing = [c for c in drop if c not in seen]
+    if missing:
+        raise DataError(f"{path}: column {missing[0]!r} in ingest.drop not found; columns are: "
+                        f"{', '.join(header)}")
+
+
+def _numeric_column(path: Path, column: pd.Series) -> pd.Series:
+    values = pd.to_numeric(column, errors="coerce").astype("float64")
+    bad = values.isna() & column.notna()
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(f"{path}: column {column.name!r} has a non-numeric value {column.iloc[row]!r} at "
+                        f"line {_line(row)} (every column but the label is a feature; drop others with "
+                        f"ingest.drop)")
+    _check_present(path, column.name, values.isna().to_numpy(), "missing values")
+    _check_present(path, column.name, np.isinf(values.to_numpy()), "infinite values")
+    return values
+
+
+def _label_column(path: Path, column: pd.Series) -> pd.Series:
+    _check_present(path, column.name, column.isna().to_numpy(), "missing labels")
+    return column.astype(str).str.strip()
+
+
+def _check_present(path: Path, name: str, bad: np.ndarray, what: str) -> None:
+    rows = np.flatnonzero(bad)
+    if len(rows):
+        lines = ", ".join(str(_line(r)) for r in rows[:MAX_ROWS_LISTED])
+        more = f" and {len(rows) - MAX_ROWS_LISTED} more" if len(rows) > MAX_ROWS_LISTED else ""
+        raise DataError(f"{path}: column {name!r} has {what} at line {lines}{more}")
+
+
+def _line(row: int) -> int:
+    """The line of the file that holds data row `row` (0-based), the header being line 1."""
+    return row + 2
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())

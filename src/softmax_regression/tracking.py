@@ -1,0 +1,150 @@
+"""MLflow: where runs go, and how a stage opens, fills and closes one.
+
+The default store is `mlflow.db` at the repository root with artifacts in `mlruns/` beside it, so that
+`mlflow ui` run there shows every run. The root is DVC's (`DVC_ROOT`), never the working directory: a
+queued experiment runs in a temporary copy that is deleted afterwards. `MLFLOW_TRACKING_URI` overrides it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+# Before mlflow is imported anywhere: nothing phones home.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+import mlflow  # noqa: E402
+from filelock import FileLock  # noqa: E402
+import torch  # noqa: E402
+from mlflow.entities import Metric  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from softmax_regression.model import Model, SoftmaxRegression  # noqa: E402
+
+MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
+ERROR_TAG = "error"
+
+
+def repo_root() -> Path:
+    """DVC's repository root: DVC_ROOT when a stage runs under DVC, else the nearest folder with `.dvc/`."""
+    if "DVC_ROOT" in os.environ:
+        return Path(os.environ["DVC_ROOT"]).resolve()
+    here = Path.cwd().resolve()
+    return next((p for p in (here, *here.parents) if (p / ".dvc").is_dir()), here)
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
+
+
+def experiment_id(name: str) -> str:
+    """The experiment's id, creating the store and the experiment if need be, once, under a file lock."""
+    mlflow.set_tracking_uri(tracking_uri())
+    local = "MLFLOW_TRACKING_URI" not in os.environ
+    root = repo_root()
+    with FileLock(root / "mlflow.db.lock"):
+        client = MlflowClient()
+        experiment = client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        artifacts = (root / "mlruns").as_uri() if local else None
+        return client.create_experiment(name, artifact_location=artifacts)
+
+
+@contextmanager
+def failing_marks_run(run_id: str) -> Iterator[None]:
+    """Any exception in the block ends the run FAILED (KILLED on Ctrl-C), with the message as a tag."""
+    try:
+        yield
+    except BaseException as e:
+        status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
+        client = MlflowClient()
+        client.set_tag(run_id, ERROR_TAG, (str(e) or type(e).__name__)[:5000])
+        client.set_terminated(run_id, status)
+        raise
+
+
+def create_run(experiment: str, run_name: str, params: Mapping[str, Any]) -> str:
+    """Create a run with the params and the provenance tags; returns its id."""
+    tags = {"mlflow.source.git.commit": git_commit()}
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
+        run_name = f"{os.environ['DVC_EXP_NAME']}: {run_name}"
+    run = MlflowClient().create_run(experiment_id(experiment), run_name=run_name,
+                                    tags={k: v for k, v in tags.items() if v})
+    with failing_marks_run(run.info.run_id):
+        mlflow.log_params(dict(params), run_id=run.info.run_id)
+    return run.info.run_id
+
+
+@contextmanager
+def active_run(run_id: str) -> Iterator[None]:
+    """Make the run active for the block; it ends FINISHED, or FAILED with the error as a tag."""
+    mlflow.set_tracking_uri(tracking_uri())
+    with mlflow.start_run(run_id=run_id), failing_marks_run(run_id):
+        yield
+
+
+def find_run(run_id: str) -> bool:
+    """Whether the run exists in the current store."""
+    mlflow.set_tracking_uri(tracking_uri())
+    try:
+        MlflowClient().get_run(run_id)
+    except MlflowException as e:
+        if e.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return False
+        raise
+    return True
+
+
+def log_series(run_id: str, key: str, values: Sequence[float]) -> None:
+    """One metric at steps 0, 1, …, in as few calls as MLflow allows."""
+    now = int(time.time() * 1000)
+    metrics = [Metric(key, float(v), now, step) for step, v in enumerate(values)]
+    client = MlflowClient()
+    for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics=metrics[start:start + MAX_METRICS_PER_BATCH])
+
+
+def log_metrics(metrics: Mapping[str, float], step: int = 0) -> None:
+    mlflow.log_metrics(dict(metrics), step=step)
+
+
+def log_artifacts(paths: Sequence[str | Path], artifact_path: str) -> None:
+    for path in paths:
+        mlflow.log_artifact(str(path), artifact_path)
+
+
+def log_model(model: Model, X_example: Tensor) -> None:
+    """The model as an MLflow pytorch model in the non-pickle `pt2` format, predicting probabilities."""
+    import mlflow.pytorch
+    from mlflow.models import infer_signature
+
+    module = SoftmaxRegression(model.W, model.b).eval()
+    with torch.no_grad():
+        P = module(X_example)
+    torch_version = torch.__version__.split("+")[0]  # "2.13.0+cpu" is not a PyPI version
+    mlflow.pytorch.log_model(module, name="model", serialization_format="pt2",
+                             signature=infer_signature(X_example.numpy(), P.numpy()),
+                             input_example=X_example.numpy(), pip_requirements=[f"torch=={torch_version}"])
+
+
+def git_commit() -> str | None:
+    """The commit the code came from: the experiment's baseline under `dvc exp run`, else HEAD."""
+    if os.environ.get("DVC_EXP_BASELINE_REV"):
+        return os.environ["DVC_EXP_BASELINE_REV"]
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_root(), capture_output=True, text=True,
+                             timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None

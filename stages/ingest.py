@@ -1,0 +1,19 @@
+"""ingest: read the raw CSV named in params.yaml, validate it, write a typed Parquet table."""
+
+from softmax_regression.cli import run_stage
+from softmax_regression.config import IngestParams, read_params, section
+from softmax_regression.data import read_raw, write_parquet
+
+OUTPUT = "data/interim/dataset.parquet"
+
+
+def main() -> None:
+    params = section(read_params(), "ingest", IngestParams)
+    table = read_raw(params.path, params.label, params.drop, params.delimiter)
+    write_parquet(table, OUTPUT)
+    print(f"ingest: {len(table)} rows, {table.shape[1] - 1} features, "
+          f"{table[params.label].nunique()} classes -> {OUTPUT}")
+
+
+if __name__ == "__main__":
+    run_stage(main)
