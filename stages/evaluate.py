@@ -10,7 +10,7 @@ from softmax_regression.dataset import read_dataset
 
 TEST, CLASSES, MODEL, RUN = ("data/split/test.parquet", "data/split/classes.json", "models/model.safetensors",
                              "models/mlflow_run.json")
-METRICS, CONFUSION_PLOT = "metrics/eval.json", "plots/confusion.csv"
+METRICS, PER_CLASS, CONFUSION_PLOT = "metrics/eval.json", "metrics/eval_per_class.json", "plots/confusion.csv"
 
 
 def main() -> None:
@@ -18,7 +18,9 @@ def main() -> None:
     data = read_dataset(TEST, CLASSES, model.W.dtype, features=model.features)
     P = predict_proba(data.X, model.W, model.b)
     report = classification_report(P, data.y, model.classes)
+    per_class = {key: report.pop(key) for key in ("per_class", "confusion_matrix")}
     write_json(METRICS, report)
+    write_json(PER_CLASS, per_class)
     write_text(CONFUSION_PLOT, confusion_csv(data.y, P.argmax(dim=1), model.classes))
 
     from softmax_regression import tracking  # imports mlflow: seconds
@@ -31,7 +33,7 @@ def main() -> None:
     with tracking.active_run(run_id):
         tracking.log_metrics({"test_accuracy": report["accuracy"], "test_log_loss": report["log_loss"],
                               "test_macro_f1": report["macro_f1"]})
-        tracking.log_artifacts([METRICS, CONFUSION_PLOT], "evaluation")
+        tracking.log_artifacts([METRICS, PER_CLASS, CONFUSION_PLOT], "evaluation")
     print(f"evaluate: test accuracy {report['accuracy']:.4f}, log-loss {report['log_loss']:.4f}; "
           f"MLflow run {run_id}")
 

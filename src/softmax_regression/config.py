@@ -31,7 +31,7 @@ class IngestParams:
         _require(self.path != "", "ingest.path", "a file path", self.path)
         _require(self.label != "", "ingest.label", "a column name", self.label)
         _require(len(self.delimiter) == 1, "ingest.delimiter", "a single character", self.delimiter)
-        _require(self.label not in self.drop, "ingest.drop", f"not to contain the label {self.label!r}",
+        _require(self.label not in self.drop, "ingest.drop", f"columns other than the label {self.label!r}",
                  list(self.drop))
 
 

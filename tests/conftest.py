@@ -1,0 +1,72 @@
+"""Shared fixtures: Iris as tensors, and a throwaway copy of the repository to run the real tools in."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from softmax_regression.data import encode_labels, read_raw
+
+ROOT = Path(__file__).resolve().parents[1]
+IRIS = ROOT / "data" / "Iris.csv"
+
+
+@pytest.fixture(scope="session")
+def iris() -> tuple[torch.Tensor, torch.Tensor]:
+    """All 150 Iris rows: X (150, 4) float64, y (150,)."""
+    table = read_raw(IRIS, "Species", ("Id",))
+    y, _ = encode_labels(table["Species"])
+    return torch.tensor(table.drop(columns="Species").to_numpy()), torch.tensor(y)
+
+
+def tool_env(**extra: str) -> dict[str, str]:
+    """The environment the real dvc/git/mlflow run in: this venv first, a git identity, no telemetry."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "GIT_"))}
+    env.update(
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        GIT_AUTHOR_NAME="Test", GIT_AUTHOR_EMAIL="test@example.invalid",
+        GIT_COMMITTER_NAME="Test", GIT_COMMITTER_EMAIL="test@example.invalid",
+        MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true", DVC_NO_ANALYTICS="1",
+        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+    )
+    env.update(extra)
+    return env
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True,
+        timeout: float = 300) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, cwd=cwd, env=env or tool_env(), capture_output=True, text=True,
+                            timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {result.returncode}\n"
+                             f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}")
+    return result
+
+
+def copy_repo(dest: Path) -> Path:
+    """The repository's files as git sees them (tracked, and new but not ignored) in a fresh git repo."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, files):
+        source = ROOT / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    run(["git", "init", "-q", "-b", "main"], dest)
+    run(["git", "add", "-A"], dest)
+    run(["git", "commit", "-qm", "copy"], dest)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh copy of the repository in which `dvc repro` has run once."""
+    dest = copy_repo(tmp_path_factory.mktemp("repo"))
+    run(["dvc", "repro"], dest)
+    return dest

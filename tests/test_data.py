@@ -1,0 +1,75 @@
+"""Reading, validating, encoding and splitting tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from softmax_regression.data import encode_labels, read_raw, stratified_split
+from softmax_regression.errors import DataError
+
+from conftest import IRIS
+
+
+def write(tmp_path, text: str, name: str = "data.csv", encoding: str = "utf-8"):
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def test_iris_reads_as_four_float_features_and_a_label():
+    table = read_raw(IRIS, "Species", ("Id",))
+    assert list(table.columns) == ["SepalLengthCm", "SepalWidthCm", "PetalLengthCm", "PetalWidthCm", "Species"]
+    assert len(table) == 150 and all(table[c].dtype == np.float64 for c in table.columns[:4])
+    assert table["Species"].value_counts().tolist() == [50, 50, 50]
+
+
+def test_crlf_bom_column_order_and_integers_are_fine(tmp_path):
+    path = write(tmp_path, "\ufeffy,b,a\r\nyes,1,2.5\r\nno,3,4\r\n")
+    table = read_raw(path, "y")
+    assert list(table.columns) == ["b", "a", "y"]
+    assert table["b"].tolist() == [1.0, 3.0] and table["y"].tolist() == ["yes", "no"]
+
+
+@pytest.mark.parametrize("text,label,message", [
+    ("", "y", r"the file is empty"),
+    ("a,y\n", "y", r"header has no data rows"),
+    ("a,b\n1,2\n", "y", r"label column 'y' not found \(set ingest\.label\); columns are: a, b"),
+    ("a;y\n1;p\n", "y", r"contains ';': set ingest\.delimiter"),
+    ("a,y\n1,p\nx,q\n", "y", r"column 'a' has a non-numeric value 'x' at line 3"),
+    ("a,y\n1,p\n,q\n2,p\n", "y", r"column 'a' has missing values at line 3"),
+    ("a,y\n1,p\ninf,q\n", "y", r"column 'a' has infinite values at line 3"),
+    ("a,y\n1,p\n2,p\n", "y", r"label column 'y' has 1 class; at least 2"),
+    ("a,a,y\n1,2,p\n", "y", r"column 'a' appears more than once"),
+    ("a,y\n1,p\n2,\n", "y", r"column 'y' has missing labels at line 3"),
+])
+def test_bad_files_get_one_clear_line(tmp_path, text, label, message):
+    with pytest.raises(DataError, match=message):
+        read_raw(write(tmp_path, text), label)
+
+
+def test_missing_file_names_the_param(tmp_path):
+    with pytest.raises(DataError, match=r"file not found \(set ingest\.path"):
+        read_raw(tmp_path / "nope.csv", "y")
+
+
+def test_labels_encode_in_sorted_order():
+    codes, classes = encode_labels(pd.Series(["b", "a", "c", "a"]))
+    assert classes == ["a", "b", "c"] and codes.tolist() == [1, 0, 2, 0]
+
+
+def test_split_is_stratified_disjoint_and_reproducible():
+    y = np.repeat([0, 1, 2], [50, 30, 20])
+    train, test = stratified_split(y, ["a", "b", "c"], 0.2, seed=1)
+    assert np.bincount(y[test]).tolist() == [10, 6, 4]
+    assert sorted(np.concatenate([train, test]).tolist()) == list(range(100))
+    again = stratified_split(y, ["a", "b", "c"], 0.2, seed=1)
+    assert np.array_equal(train, again[0]) and np.array_equal(test, again[1])
+    other = stratified_split(y, ["a", "b", "c"], 0.2, seed=2)
+    assert not np.array_equal(test, other[1])
+
+
+def test_split_names_a_class_too_small_to_split():
+    with pytest.raises(DataError, match=r"class 'rare' has 1 row"):
+        stratified_split(np.array([0, 0, 0, 1]), ["common", "rare"], 0.5, seed=0)

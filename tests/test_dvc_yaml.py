@@ -1,0 +1,65 @@
+"""dvc.yaml says everything a stage reads: its own script and every module of ours it imports, no more."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+PACKAGE = "softmax_regression"
+HEAVY = {"torch", "mlflow"}
+
+
+def imports(path: Path) -> set[str]:
+    """Top-level names of every module imported anywhere in the file, function bodies included."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def closure(script: Path) -> tuple[set[str], set[str]]:
+    """(files of ours the script reaches, third-party top-level modules it reaches), following our imports."""
+    ours, others, todo = set(), set(), [script]
+    while todo:
+        path = todo.pop()
+        rel = path.relative_to(ROOT).as_posix()
+        if rel in ours:
+            continue
+        ours.add(rel)
+        for name in imports(path):
+            if name.split(".")[0] != PACKAGE:
+                others.add(name.split(".")[0])
+                continue
+            module = ROOT / "src" / Path(*name.split("."))
+            for candidate in (module.with_suffix(".py"), module / "__init__.py"):
+                if candidate.is_file():
+                    todo.append(candidate)
+    return ours - {f"src/{PACKAGE}/__init__.py"}, others
+
+
+STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_stage_deps_are_exactly_its_code(name):
+    stage = STAGES[name]
+    script = ROOT / stage["cmd"].split()[-1]
+    code_deps = {d for d in stage["deps"] if d.startswith(("src/", "stages/"))}
+    ours, _ = closure(script)
+    assert code_deps == ours, (f"stage {name}: dvc.yaml lists {sorted(code_deps - ours)} it does not import "
+                               f"and misses {sorted(ours - code_deps)}")
+
+
+@pytest.mark.parametrize("name", ["ingest", "split"])
+def test_data_stages_import_neither_torch_nor_mlflow(name):
+    _, others = closure(ROOT / STAGES[name]["cmd"].split()[-1])
+    assert not others & HEAVY, f"stage {name} imports {sorted(others & HEAVY)}: seconds on every run"

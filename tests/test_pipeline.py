@@ -1,0 +1,138 @@
+"""End to end: the real `dvc repro` and `dvc exp run` in a copy of the repository, then what they left.
+
+The files, `dvc metrics show`, and the MLflow run: params, the loss history, metrics, artifacts, the model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from softmax_regression.model import read_model
+from softmax_regression.model import predict_proba
+
+from conftest import run, tool_env
+
+OUTPUTS = ["data/interim/dataset.parquet", "data/split/train.parquet", "data/split/test.parquet",
+           "data/split/classes.json", "models/model.safetensors", "models/coefficients.csv",
+           "models/mlflow_run.json", "metrics/train.json", "metrics/eval.json", "metrics/eval_per_class.json",
+           "plots/train_loss.csv",
+           "plots/confusion.csv"]
+
+
+def mlflow_client(repo):
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    return mlflow, mlflow.MlflowClient()
+
+
+def run_id_of(repo) -> str:
+    return json.loads((repo / "models/mlflow_run.json").read_text())["run_id"]
+
+
+def test_repro_writes_every_output_and_a_good_model(repo):
+    for name in OUTPUTS:
+        assert (repo / name).is_file(), f"{name} missing after dvc repro"
+    classes = json.loads((repo / "data/split/classes.json").read_text())
+    assert classes == {"label": "Species",
+                       "classes": {"Iris-setosa": 0, "Iris-versicolor": 1, "Iris-virginica": 2}}
+    evaluation = json.loads((repo / "metrics/eval.json").read_text())
+    assert evaluation["accuracy"] >= 0.9
+    per_class = json.loads((repo / "metrics/eval_per_class.json").read_text())
+    assert [m["support"] for m in per_class["per_class"].values()] == [10, 10, 10]  # 20 % of 50, each class
+    confusion = per_class["confusion_matrix"]
+    correct = sum(confusion[c][c] for c in confusion)
+    assert correct / 30 == pytest.approx(evaluation["accuracy"])
+    losses = (repo / "plots/train_loss.csv").read_text().splitlines()
+    assert losses[0] == "iteration,train_loss" and len(losses) == 1 + 250
+    model = read_model(repo / "models/model.safetensors")
+    assert model.W.shape == (4, 3) and model.features == ["SepalLengthCm", "SepalWidthCm", "PetalLengthCm",
+                                                          "PetalWidthCm"]
+    assert set(load_file(repo / "models/model.safetensors")) == {"W", "b"}
+
+
+def test_metrics_show_reports_train_and_test(repo):
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
+    workspace = shown[""]["data"]  # DVC's key for the workspace
+    test_metrics = workspace["metrics/eval.json"]["data"]
+    assert test_metrics["accuracy"] >= 0.9 and "log_loss" in test_metrics
+    assert workspace["metrics/train.json"]["data"]["train_accuracy"] >= 0.9
+
+
+def test_second_repro_does_nothing(repo):
+    before = {name: (repo / name).read_bytes() for name in OUTPUTS}
+    result = run(["dvc", "repro"], repo)
+    assert "didn't change, skipping" in result.stdout and "Running stage" not in result.stdout
+    assert before == {name: (repo / name).read_bytes() for name in OUTPUTS}
+
+
+def test_mlflow_run_holds_params_history_metrics_artifacts_and_model(repo):
+    mlflow, client = mlflow_client(repo)
+    run_id = run_id_of(repo)
+    found = client.get_run(run_id)
+    assert found.info.status == "FINISHED"
+    assert found.info.run_name.startswith("manual ")
+    params = found.data.params
+    assert params["train.impl"] == "manual" and params["train.lr"] == "0.1" and params["train.l2"] == "0.01"
+    assert params["ingest.label"] == "Species" and params["split.test_size"] == "0.2"
+    assert found.data.tags["mlflow.source.git.commit"] == run(["git", "rev-parse", "HEAD"], repo).stdout.strip()
+
+    history = client.get_metric_history(run_id, "train_loss")
+    assert sorted(m.step for m in history) == list(range(250))
+    csv_losses = [float(line.split(",")[1]) for line in
+                  (repo / "plots/train_loss.csv").read_text().splitlines()[1:]]
+    assert [m.value for m in sorted(history, key=lambda m: m.step)] == pytest.approx(csv_losses, rel=1e-12)
+
+    metrics = found.data.metrics
+    evaluation = json.loads((repo / "metrics/eval.json").read_text())
+    assert metrics["test_accuracy"] == pytest.approx(evaluation["accuracy"])
+    assert metrics["test_log_loss"] == pytest.approx(evaluation["log_loss"])
+    assert metrics["train_accuracy"] >= 0.9
+
+    artifacts = {a.path for a in client.list_artifacts(run_id, "weights")}
+    assert artifacts == {"weights/model.safetensors", "weights/coefficients.csv"}
+    coefficients = mlflow.artifacts.load_text(f"runs:/{run_id}/weights/coefficients.csv").splitlines()
+    assert coefficients[0] == "feature,Iris-setosa,Iris-versicolor,Iris-virginica"
+    assert [row.split(",")[0] for row in coefficients[1:]] == ["SepalLengthCm", "SepalWidthCm",
+                                                              "PetalLengthCm", "PetalWidthCm", "(bias)"]
+
+
+def test_logged_model_predicts_the_same_probabilities(repo):
+    mlflow, _ = mlflow_client(repo)
+    model = read_model(repo / "models/model.safetensors")
+    X = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]], dtype=np.float32)
+    served = mlflow.pyfunc.load_model(f"runs:/{run_id_of(repo)}/model").predict(X)
+    expected = predict_proba(torch.from_numpy(X), model.W, model.b).numpy()
+    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
+    assert served.argmax(axis=1).tolist() == [0, 2, 1]
+
+
+def test_exp_run_with_another_implementation_retrains_only_train_and_evaluate(repo):
+    first = run_id_of(repo)
+    baseline = json.loads((repo / "metrics/train.json").read_text())
+    result = run(["dvc", "exp", "run", "-S", "train.impl=nn"], repo, env=tool_env())
+    ran = [line for line in result.stdout.splitlines() if line.startswith("Running stage")]
+    assert ran == ["Running stage 'train':", "Running stage 'evaluate':"], result.stdout
+
+    nn = json.loads((repo / "metrics/train.json").read_text())
+    assert nn["train_loss_final"] == pytest.approx(baseline["train_loss_final"], abs=1e-5)
+    second = run_id_of(repo)
+    assert second != first
+    _, client = mlflow_client(repo)
+    found = client.get_run(second)
+    assert found.data.params["train.impl"] == "nn"
+    assert found.info.status == "FINISHED" and "test_accuracy" in found.data.metrics
+    assert found.data.tags.get("dvc.exp_name"), "the DVC experiment name is a tag of the run"
+    assert found.info.run_name.startswith(found.data.tags["dvc.exp_name"])
+
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
+    assert "nn" in json.dumps(shown)
+    plots = json.loads(run(["dvc", "plots", "show", "--json"], repo).stdout)["data"]
+    assert sorted(plots) == ["Confusion matrix (test set)", "Training loss"]
