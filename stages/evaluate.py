@@ -14,6 +14,9 @@ METRICS, PER_CLASS, CONFUSION_PLOT = "metrics/eval.json", "metrics/eval_per_clas
 
 
 def main() -> None:
+    from softmax_regression import tracking  # imports mlflow: seconds
+
+    tracking.check_reachable()
     model = read_model(MODEL)
     data = read_dataset(TEST, CLASSES, model.W.dtype, features=model.features)
     P = predict_proba(data.X, model.W, model.b)
@@ -22,8 +25,6 @@ def main() -> None:
     write_json(METRICS, report)
     write_json(PER_CLASS, per_class)
     write_text(CONFUSION_PLOT, confusion_csv(data.y, P.argmax(dim=1), model.classes))
-
-    from softmax_regression import tracking  # imports mlflow: seconds
 
     run_id = read_json(RUN)["run_id"]
     if not tracking.find_run(run_id):

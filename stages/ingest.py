@@ -9,10 +9,11 @@ OUTPUT = "data/interim/dataset.parquet"
 
 def main() -> None:
     params = section(read_params(), "ingest", IngestParams)
-    table = read_raw(params.path, params.label, params.drop, params.delimiter)
+    table = read_raw(params.path, params.label, params.drop, params.delimiter, params.missing)
     write_parquet(table, OUTPUT)
-    print(f"ingest: {len(table)} rows, {table.shape[1] - 1} features, "
-          f"{table[params.label].nunique()} classes -> {OUTPUT}")
+    dropped = table.attrs["dropped_rows"]
+    print(f"ingest: {len(table)} rows, {table.shape[1] - 1} features, {table[params.label].nunique()} "
+          f"classes -> {OUTPUT}" + (f" ({dropped} rows with missing values dropped)" if dropped else ""))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ def main() -> None:
 
     from softmax_regression import tracking  # imports mlflow: seconds, so only once the params are good
 
+    tracking.check_reachable()
     data = read_dataset(TRAIN, CLASSES, DTYPES[params.dtype])
     run_name = f"{params.impl} lr={params.lr} l2={params.l2} it={params.iterations}"
     run_id = tracking.create_run(experiment, run_name, flatten(all_params))

@@ -26,11 +26,13 @@ class IngestParams:
     label: str  # the column holding the class of each row
     drop: tuple[str, ...] = ()  # columns that are neither label nor feature (ids, free text)
     delimiter: str = ","
+    missing: str = "error"  # rows with a missing value: "error" names them, "drop" drops them
 
     def __post_init__(self) -> None:
         _require(self.path != "", "ingest.path", "a file path", self.path)
         _require(self.label != "", "ingest.label", "a column name", self.label)
         _require(len(self.delimiter) == 1, "ingest.delimiter", "a single character", self.delimiter)
+        _require(self.missing in ("drop", "error"), "ingest.missing", "one of ['drop', 'error']", self.missing)
         _require(self.label not in self.drop, "ingest.drop", f"columns other than the label {self.label!r}",
                  list(self.drop))
 

@@ -15,10 +15,12 @@ OTHER_DELIMITERS = {";": "';'", "\t": "a tab", "|": "'|'"}
 MAX_ROWS_LISTED = 5
 
 
-def read_raw(path: str | Path, label: str, drop: tuple[str, ...] = (), delimiter: str = ",") -> pd.DataFrame:
+def read_raw(path: str | Path, label: str, drop: tuple[str, ...] = (), delimiter: str = ",",
+             missing: str = "error") -> pd.DataFrame:
     """Read a CSV into numeric float64 feature columns followed by the label column (as strings).
 
-    Every problem is a DataError naming the file, the column and the line (1 is the header).
+    Every problem is a DataError naming the file, the column and the line (1 is the header). Rows with
+    a missing value are an error, or with missing="drop" are dropped: `attrs["dropped_rows"]` counts them.
     """
     path = Path(path)
     header = _read_header(path, delimiter)
@@ -37,7 +39,17 @@ def read_raw(path: str | Path, label: str, drop: tuple[str, ...] = (), delimiter
     if not features:
         raise DataError(f"{path}: no feature columns left besides the label {label!r} (check ingest.drop)")
     clean = pd.DataFrame({c: _numeric_column(path, df[c]) for c in features})
-    clean[label] = _label_column(path, df[label])
+    clean[label] = df[label].astype("str").str.strip().where(df[label].notna())
+    incomplete = clean.isna().any(axis=1).to_numpy()
+    if missing == "error":
+        for column in clean.columns:
+            what = "missing labels" if column == label else "missing values"
+            _check_present(path, column, clean[column].isna().to_numpy(), what,
+                           hint="; to drop such rows, set ingest.missing: drop")
+    clean = clean[~incomplete].reset_index(drop=True)
+    clean.attrs["dropped_rows"] = int(incomplete.sum())
+    if clean.empty:
+        raise DataError(f"{path}: every row has a missing value; nothing is left to train on")
     n_classes = clean[label].nunique()
     if n_classes < 2:
         raise DataError(f"{path}: label column {label!r} has {n_classes} class; at least 2 are needed")
@@ -123,22 +135,16 @@ def _numeric_column(path: Path, column: pd.Series) -> pd.Series:
         raise DataError(f"{path}: column {column.name!r} has a non-numeric value {column.iloc[row]!r} at "
                         f"line {_line(row)} (every column but the label is a feature; drop others with "
                         f"ingest.drop)")
-    _check_present(path, column.name, values.isna().to_numpy(), "missing values")
     _check_present(path, column.name, np.isinf(values.to_numpy()), "infinite values")
     return values
 
 
-def _label_column(path: Path, column: pd.Series) -> pd.Series:
-    _check_present(path, column.name, column.isna().to_numpy(), "missing labels")
-    return column.astype(str).str.strip()
-
-
-def _check_present(path: Path, name: str, bad: np.ndarray, what: str) -> None:
+def _check_present(path: Path, name: str, bad: np.ndarray, what: str, hint: str = "") -> None:
     rows = np.flatnonzero(bad)
     if len(rows):
         lines = ", ".join(str(_line(r)) for r in rows[:MAX_ROWS_LISTED])
         more = f" and {len(rows) - MAX_ROWS_LISTED} more" if len(rows) > MAX_ROWS_LISTED else ""
-        raise DataError(f"{path}: column {name!r} has {what} at line {lines}{more}")
+        raise DataError(f"{path}: column {name!r} has {what} at line {lines}{more}{hint}")
 
 
 def _line(row: int) -> int:

@@ -17,3 +17,7 @@ class DataError(PipelineError):
 
 class TrainingDiverged(PipelineError):
     """The loss stopped being finite during training."""
+
+
+class TrackingError(PipelineError):
+    """The MLflow tracking store or server cannot be used."""

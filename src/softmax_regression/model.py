@@ -72,14 +72,17 @@ class Model:
 
 
 def write_model(path: str | Path, model: Model) -> None:
-    """A safetensors file: tensors plus JSON metadata; reading it back runs no pickle."""
-    metadata = {"features": json.dumps(model.features), "classes": json.dumps(model.classes)}
+    """A safetensors file: tensors plus JSON metadata; reading it back runs no pickle.
+
+    The metadata is one key: safetensors writes several keys in no fixed order, and the file must be
+    the same bytes for the same model.
+    """
+    metadata = {"model": json.dumps({"features": model.features, "classes": model.classes})}
     with atomic_path(path) as tmp:
         save_file({"W": model.W.contiguous(), "b": model.b.contiguous()}, tmp, metadata=metadata)
 
 
 def read_model(path: str | Path) -> Model:
     with safe_open(path, framework="pt") as f:
-        metadata = f.metadata()
-        return Model(f.get_tensor("W"), f.get_tensor("b"), json.loads(metadata["features"]),
-                     json.loads(metadata["classes"]))
+        metadata = json.loads(f.metadata()["model"])
+        return Model(f.get_tensor("W"), f.get_tensor("b"), metadata["features"], metadata["classes"])

@@ -19,15 +19,20 @@ from typing import Any
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# A server that does not answer fails the stage in seconds, not after minutes of retries.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
 import mlflow  # noqa: E402
-from filelock import FileLock  # noqa: E402
 import torch  # noqa: E402
+from filelock import FileLock  # noqa: E402
 from mlflow.entities import Metric  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+from softmax_regression.errors import TrackingError  # noqa: E402
 from softmax_regression.model import Model, SoftmaxRegression  # noqa: E402
 
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
@@ -44,6 +49,21 @@ def repo_root() -> Path:
 
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
+
+
+def check_reachable(timeout: float = 5.0) -> None:
+    """A tracking server that cannot be reached is one clear error, before any work is done."""
+    uri = tracking_uri()
+    if not uri.startswith(("http://", "https://")):
+        return
+    import requests
+
+    try:
+        requests.get(f"{uri.rstrip('/')}/health", timeout=timeout)
+    except requests.RequestException as e:
+        reason = type(e).__name__ if not str(e) else " ".join(str(e).split())[:200]
+        raise TrackingError(f"MLflow tracking server {uri} (MLFLOW_TRACKING_URI) cannot be reached: {reason}; "
+                            f"start it, or unset MLFLOW_TRACKING_URI to use the local store") from None
 
 
 def experiment_id(name: str) -> str:

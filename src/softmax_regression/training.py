@@ -18,6 +18,7 @@ from softmax_regression.trainers import trainer
 def train(data: Dataset, params: TrainParams) -> tuple[Model, Tensor]:
     """Fit with params.impl from the seeded initial weights; returns the model and the loss per iteration."""
     fit = trainer(params.impl)
+    torch.use_deterministic_algorithms(True)  # same params and seed, same bits
     W0, b0 = initial_weights(data.X.shape[1], len(data.classes), params.seed, data.X.dtype)
     result = fit(data.X, data.y, W0, b0, params.lr, params.l2, params.iterations)
     return Model(result.W, result.b, data.features, data.classes), result.losses

@@ -1,0 +1,129 @@
+"""Faults under the real tools: divergence, a missing or unreachable tracking store, killed stages,
+and bit-for-bit reproducibility across fresh copies."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from safetensors.torch import load_file
+
+from conftest import ROOT, copy_repo, run, tool_env
+
+DETERMINISTIC_OUTPUTS = ["data/interim/dataset.parquet", "data/split/train.parquet", "data/split/test.parquet",
+                         "data/split/classes.json", "models/model.safetensors", "models/coefficients.csv",
+                         "metrics/train.json", "metrics/eval.json", "metrics/eval_per_class.json",
+                         "plots/train_loss.csv", "plots/confusion.csv"]
+
+
+def mlflow_runs(repo):
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("softmax-regression")
+    return client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # free now, and nothing listens on it once closed
+
+
+def test_divergence_stops_the_stage_and_fails_the_mlflow_run(repo):
+    result = run(["dvc", "exp", "run", "-S", "train.lr=1000"], repo, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "error: training diverged at iteration" in output and "try a smaller train.lr" in output
+    assert "Traceback" not in output
+    model = repo / "models/model.safetensors"
+    assert not model.exists() or all(t.isfinite().all() for t in load_file(model).values())
+    latest = mlflow_runs(repo)[0]
+    assert latest.data.params["train.lr"] == "1000"
+    assert latest.info.status == "FAILED" and "diverged at iteration" in latest.data.tags["error"]
+    run(["dvc", "exp", "run", "-S", "train.lr=0.1"], repo)  # back to a good state for the next tests
+
+
+def test_evaluate_explains_a_run_missing_from_the_store(repo):
+    for name in ("mlflow.db",):
+        (repo / name).unlink()
+    result = run(["dvc", "repro", "-s", "-f", "evaluate"], repo)
+    run_id = json.loads((repo / "models/mlflow_run.json").read_text())["run_id"]
+    assert f"MLflow run {run_id} is not in sqlite:///" in result.stdout + result.stderr
+    assert "dvc repro -f train" in result.stdout + result.stderr
+    assert json.loads((repo / "metrics/eval.json").read_text())["accuracy"] >= 0.9
+
+
+def test_unreachable_tracking_server_fails_fast_and_touches_nothing(repo):
+    before = {name: (repo / name).read_bytes() for name in DETERMINISTIC_OUTPUTS}
+    uri = f"http://127.0.0.1:{closed_port()}"
+    for stage in ("train", "evaluate"):
+        start = time.monotonic()
+        result = subprocess.run([sys.executable, f"stages/{stage}.py"], cwd=repo, capture_output=True, text=True,
+                                env=tool_env(MLFLOW_TRACKING_URI=uri, PYTHONPATH="src"), timeout=120)
+        elapsed = time.monotonic() - start
+        assert result.returncode == 1
+        assert result.stderr.strip() == (f"error: MLflow tracking server {uri} (MLFLOW_TRACKING_URI) cannot be "
+                                          f"reached: " + result.stderr.split("reached: ")[1].strip())
+        assert "unset MLFLOW_TRACKING_URI" in result.stderr and "Traceback" not in result.stderr
+        assert elapsed < 30, f"{stage} took {elapsed:.0f} s to give up on a closed port"
+    assert before == {name: (repo / name).read_bytes() for name in DETERMINISTIC_OUTPUTS}
+
+
+def test_a_killed_train_stage_leaves_whole_files_and_the_next_repro_recovers(repo):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"]["iterations"] = 20000
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    statuses = []
+    for delay, sig in [(2.0, signal.SIGKILL), (3.0, signal.SIGTERM), (4.0, signal.SIGKILL)]:
+        stage = subprocess.Popen([sys.executable, "stages/train.py"], cwd=repo, env=tool_env(PYTHONPATH="src"),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        stage.send_signal(sig)
+        _, stderr = stage.communicate(timeout=60)
+        assert "Traceback" not in stderr, stderr
+        statuses.append(mlflow_runs(repo)[0].info.status)
+        model = repo / "models/model.safetensors"
+        if model.exists():
+            assert set(load_file(model)) == {"W", "b"}
+        for name in ("metrics/train.json", "models/mlflow_run.json"):
+            if (repo / name).exists():
+                json.loads((repo / name).read_text())
+        losses = repo / "plots/train_loss.csv"
+        if losses.exists():
+            assert len(losses.read_text().splitlines()) - 1 in (250, 20000)
+    assert "KILLED" in statuses or "FINISHED" in statuses, statuses  # SIGTERM ends the run as KILLED
+    assert "FAILED" not in statuses
+    run(["dvc", "repro"], repo)
+    assert "up to date" in run(["dvc", "status"], repo).stdout
+    assert not list(repo.rglob("*.partial"))
+
+
+def test_two_fresh_copies_give_bit_identical_outputs(tmp_path_factory):
+    copies = []
+    for threads in ("1", "2"):
+        copy = copy_repo(tmp_path_factory.mktemp(f"clone{threads}"))
+        run(["dvc", "repro"], copy, env=tool_env(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads))
+        copies.append(copy)
+    first, second = copies
+    for name in DETERMINISTIC_OUTPUTS:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), f"{name} differs between copies"
+    lock = [yaml.safe_load((c / "dvc.lock").read_text()) for c in copies]
+    for entry in lock:
+        for out in entry["stages"]["train"]["outs"]:
+            if out["path"] == "models/mlflow_run.json":
+                out.pop("md5"), out.pop("size")  # the run id: the one output that differs by design
+        entry["stages"]["evaluate"]["deps"] = [d for d in entry["stages"]["evaluate"]["deps"]
+                                                if d["path"] != "models/mlflow_run.json"]
+    assert lock[0] == lock[1]
+
+
+@pytest.fixture(autouse=True)
+def _no_tracking_uri(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
