@@ -18,8 +18,8 @@ def main() -> None:
 
     tracking.check_reachable()
     model = read_model(MODEL)
-    data = read_dataset(TEST, CLASSES, model.W.dtype, features=model.features)
-    P = predict_proba(data.X, model.W, model.b)
+    data = read_dataset(TEST, CLASSES, features=model.features)
+    P = predict_proba(model, data.X)
     report = classification_report(P, data.y, model.classes)
     per_class = {key: report.pop(key) for key in ("per_class", "confusion_matrix")}
     write_json(METRICS, report)

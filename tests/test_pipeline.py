@@ -13,8 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from softmax_regression.model import read_model
-from softmax_regression.model import predict_proba
+from softmax_regression.model import predict_proba, read_model
 
 from conftest import run, tool_env
 
@@ -55,7 +54,7 @@ def test_repro_writes_every_output_and_a_good_model(repo):
     model = read_model(repo / "models/model.safetensors")
     assert model.W.shape == (4, 3) and model.features == ["SepalLengthCm", "SepalWidthCm", "PetalLengthCm",
                                                           "PetalWidthCm"]
-    assert set(load_file(repo / "models/model.safetensors")) == {"W", "b"}
+    assert set(load_file(repo / "models/model.safetensors")) == {"W", "b", "mean", "scale"}
 
 
 def test_metrics_show_reports_train_and_test(repo):
@@ -78,7 +77,7 @@ def test_mlflow_run_holds_params_history_metrics_artifacts_and_model(repo):
     run_id = run_id_of(repo)
     found = client.get_run(run_id)
     assert found.info.status == "FINISHED"
-    assert found.info.run_name.startswith("manual ")
+    assert found.info.run_name.startswith("manual+gd ")
     params = found.data.params
     assert params["train.impl"] == "manual" and params["train.lr"] == "0.1" and params["train.l2"] == "0.01"
     assert params["ingest.label"] == "Species" and params["split.test_size"] == "0.2"
@@ -99,7 +98,7 @@ def test_mlflow_run_holds_params_history_metrics_artifacts_and_model(repo):
     artifacts = {a.path for a in client.list_artifacts(run_id, "weights")}
     assert artifacts == {"weights/model.safetensors", "weights/coefficients.csv"}
     coefficients = mlflow.artifacts.load_text(f"runs:/{run_id}/weights/coefficients.csv").splitlines()
-    assert coefficients[0] == "feature,Iris-setosa,Iris-versicolor,Iris-virginica"
+    assert coefficients[0] == "feature,Iris-setosa,Iris-versicolor,Iris-virginica,mean,scale"
     assert [row.split(",")[0] for row in coefficients[1:]] == ["SepalLengthCm", "SepalWidthCm",
                                                               "PetalLengthCm", "PetalWidthCm", "(bias)"]
 
@@ -109,7 +108,7 @@ def test_logged_model_predicts_the_same_probabilities(repo):
     model = read_model(repo / "models/model.safetensors")
     X = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]], dtype=np.float32)
     served = mlflow.pyfunc.load_model(f"runs:/{run_id_of(repo)}/model").predict(X)
-    expected = predict_proba(torch.from_numpy(X), model.W, model.b).numpy()
+    expected = predict_proba(model, torch.from_numpy(X)).numpy()
     np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
     assert served.argmax(axis=1).tolist() == [0, 2, 1]
 

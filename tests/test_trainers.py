@@ -1,4 +1,4 @@
-"""The three implementations minimise one objective: same seed and params, same numbers."""
+"""Every implementation with every optimizer: same seed and params, same numbers."""
 
 from __future__ import annotations
 
@@ -9,66 +9,121 @@ import torch
 
 from softmax_regression.config import TrainParams
 from softmax_regression.dataset import Dataset
-from softmax_regression.errors import ParamError, TrainingDiverged
-from softmax_regression.model import initial_weights, objective
-from softmax_regression.trainers import TRAINERS, trainer
-from softmax_regression.training import train
+from softmax_regression.errors import DataError, ParamError, TrainingDiverged
+from softmax_regression.model import feature_scaling, initial_weights, objective
+from softmax_regression.trainers import IMPLEMENTATIONS, OPTIMIZERS, check_choices, fit
+from softmax_regression.training import device_for, train
 
-PAIRS = list(itertools.combinations(sorted(TRAINERS), 2))
-
-
-def fit_all(X, y, n_classes, lr, l2, iterations, seed=0):
-    W0, b0 = initial_weights(X.shape[1], n_classes, seed, X.dtype)
-    return {name: fit(X, y, W0, b0, lr, l2, iterations) for name, fit in TRAINERS.items()}
+PAIRS = list(itertools.combinations(sorted(IMPLEMENTATIONS), 2))
+PAIR_IDS = [f"{a}-vs-{b}" for a, b in PAIRS]
 
 
-@pytest.mark.parametrize("a,b", PAIRS, ids=[f"{a}-vs-{b}" for a, b in PAIRS])
-def test_implementations_agree_on_iris_in_float32(iris, a, b):
+def params(**changes) -> TrainParams:
+    base = dict(impl="manual", iterations=250, lr=0.1, l2=0.01, seed=0, standardize=False)
+    return TrainParams(**(base | changes))
+
+
+def fit_all(X, y, n_classes, **changes):
+    W0, b0 = initial_weights(X.shape[1], n_classes, changes.get("seed", 0), X.dtype)
+    return {name: fit(X, y, W0, b0, params(impl=name, **changes)) for name in IMPLEMENTATIONS}
+
+
+def assert_pair_agrees(fits, a, b, atol):
+    for field in ("losses", "W", "b"):
+        torch.testing.assert_close(getattr(fits[a], field), getattr(fits[b], field), rtol=0, atol=atol,
+                                   msg=lambda m: f"{field}, {a} vs {b}: {m}")
+
+
+@pytest.mark.parametrize("a,b", PAIRS, ids=PAIR_IDS)
+def test_tutorial_gradient_descent_agrees_on_iris_in_float32(iris, a, b):
     X, y = iris
-    fits = fit_all(X.float(), y, 3, lr=0.1, l2=0.01, iterations=250)
-    torch.testing.assert_close(fits[a].losses, fits[b].losses, rtol=0, atol=1e-5,
-                               msg=lambda m: f"loss history, {a} vs {b}: {m}")
-    torch.testing.assert_close(fits[a].W, fits[b].W, rtol=0, atol=1e-5, msg=lambda m: f"W, {a} vs {b}: {m}")
-    torch.testing.assert_close(fits[a].b, fits[b].b, rtol=0, atol=1e-5, msg=lambda m: f"b, {a} vs {b}: {m}")
+    assert_pair_agrees(fit_all(X.float(), y, 3), a, b, atol=1e-5)
 
 
-@pytest.mark.parametrize("a,b", PAIRS, ids=[f"{a}-vs-{b}" for a, b in PAIRS])
-def test_implementations_agree_on_random_data_in_float64(a, b):
+@pytest.mark.parametrize("optimizer,changes,atol", [
+    ("gd", dict(lr=0.5, momentum=0.9, iterations=100), 1e-10),
+    ("sgd", dict(lr=0.2, batch_size=37, momentum=0.5, iterations=20), 1e-10),
+    ("lbfgs", dict(iterations=30), 1e-6),  # its line search amplifies last-bit differences in the gradient
+])
+@pytest.mark.parametrize("a,b", PAIRS, ids=PAIR_IDS)
+def test_every_optimizer_agrees_across_implementations_in_float64(a, b, optimizer, changes, atol):
     g = torch.Generator().manual_seed(7)
     X = torch.randn(300, 6, generator=g, dtype=torch.float64)
     y = torch.randint(0, 4, (300,), generator=g)
-    fits = fit_all(X, y, 4, lr=0.5, l2=0.003, iterations=100, seed=3)
-    torch.testing.assert_close(fits[a].losses, fits[b].losses, rtol=0, atol=1e-10)
-    torch.testing.assert_close(fits[a].W, fits[b].W, rtol=0, atol=1e-10)
+    fits = fit_all(X, y, 4, optimizer=optimizer, l2=0.003, seed=3, **changes)
+    assert_pair_agrees(fits, a, b, atol=atol)
 
 
 def test_losses_are_the_objective_before_each_step_and_decrease(iris):
     X, y = iris
     W0, b0 = initial_weights(4, 3, 0, torch.float64)
-    fit = TRAINERS["manual"](X, y, W0, b0, 0.01, 0.01, 50)  # lr 0.1 oscillates on unscaled Iris
-    assert fit.losses[0].item() == pytest.approx(objective(X, y, W0, b0, 0.01).item(), rel=1e-12)
-    assert len(fit.losses) == 50
-    assert (fit.losses[1:] < fit.losses[:-1]).all(), "full-batch descent with a small step must descend"
+    result = fit(X, y, W0, b0, params(lr=0.01, iterations=50))  # lr 0.1 oscillates on unscaled Iris
+    assert result.losses[0].item() == pytest.approx(objective(X, y, W0, b0, 0.01).item(), rel=1e-12)
+    assert len(result.losses) == 50 and not result.converged
+    assert (result.losses[1:] < result.losses[:-1]).all(), "full-batch descent with a small step must descend"
+
+
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+def test_tolerance_stops_early(iris, optimizer):
+    X, y = iris
+    Z = (X - X.mean(0)) / X.std(0)
+    W0, b0 = initial_weights(4, 3, 0, torch.float64)
+    result = fit(Z, y, W0, b0, params(optimizer=optimizer, lr=0.5, tol=1e-4, iterations=100000, batch_size=30))
+    assert result.converged and len(result.losses) < 100000
 
 
 def test_training_is_bit_reproducible(iris):
     X, y = iris
-    data = Dataset(X.float(), y, ["a", "b", "c", "d"], ["x", "y", "z"])
-    params = TrainParams(impl="nn", iterations=30, lr=0.1, l2=0.01, seed=5)
-    (m1, l1), (m2, l2) = train(data, params), train(data, params)
-    assert torch.equal(m1.W, m2.W) and torch.equal(m1.b, m2.b) and torch.equal(l1, l2)
-    (m3, _) = train(data, TrainParams(impl="nn", iterations=30, lr=0.1, l2=0.01, seed=6))
-    assert not torch.equal(m1.W, m3.W), "another seed must draw other initial weights"
+    data = Dataset(X, y, ["a", "b", "c", "d"], ["x", "y", "z"])
+    p = params(impl="nn", optimizer="sgd", iterations=5, standardize=True, seed=5)
+    (m1, r1), (m2, r2) = train(data, p), train(data, p)
+    assert torch.equal(m1.W, m2.W) and torch.equal(m1.b, m2.b) and torch.equal(r1.losses, r2.losses)
+    m3, _ = train(data, params(impl="nn", optimizer="sgd", iterations=5, standardize=True, seed=6))
+    assert not torch.equal(m1.W, m3.W), "another seed must draw other initial weights and shuffles"
 
 
-@pytest.mark.parametrize("impl", sorted(TRAINERS))
+@pytest.mark.parametrize("impl", sorted(IMPLEMENTATIONS))
 def test_divergence_stops_with_a_message_naming_the_iteration(iris, impl):
     X, y = iris
     W0, b0 = initial_weights(4, 3, 0, torch.float32)
     with pytest.raises(TrainingDiverged, match=r"diverged at iteration \d+.*train\.lr=1e\+30.*smaller"):
-        TRAINERS[impl](X.float() * 1e3, y, W0, b0, 1e30, 0.01, 50)
+        fit(X.float() * 1e3, y, W0, b0, params(impl=impl, lr=1e30, iterations=50))
 
 
-def test_unknown_implementation_lists_the_choices():
+def test_unknown_choices_are_listed():
     with pytest.raises(ParamError, match=r"train\.impl must be one of \['autograd', 'manual', 'nn'\], got 'foo'"):
-        trainer("foo")
+        check_choices(params(impl="foo"))
+    with pytest.raises(ParamError, match=r"train\.optimizer must be one of \['gd', 'lbfgs', 'sgd'\], got 'adam'"):
+        check_choices(params(optimizer="adam"))
+
+
+def test_devices():
+    assert device_for("cpu") == torch.device("cpu")
+    assert device_for("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ParamError, match=r"train\.device is 'cuda' but torch sees no CUDA device"):
+            device_for("cuda")
+
+
+def test_feature_scaling_matches_numpy_at_any_magnitude():
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(100, 3, generator=g, dtype=torch.float64) * torch.tensor([1.0, 1e150, 1e300], dtype=torch.float64) + 5
+    X[:, 0] = 2.0  # a constant feature
+    mean, scale = feature_scaling(X)
+    unit = X.numpy() / abs(X.numpy()).max(axis=0)  # the reference, computed where it cannot overflow
+    expected_std = unit.std(axis=0) * abs(X.numpy()).max(axis=0)
+    torch.testing.assert_close(mean, torch.tensor(unit.mean(axis=0) * abs(X.numpy()).max(axis=0)))
+    assert scale[0].item() == 1.0, "a constant feature is left unscaled"
+    torch.testing.assert_close(scale[1:], torch.tensor(expected_std[1:]))
+    assert torch.isfinite(mean).all() and torch.isfinite(scale).all()
+
+
+def test_huge_features_train_when_standardised_and_are_named_when_not():
+    g = torch.Generator().manual_seed(2)
+    X = torch.randn(60, 2, generator=g, dtype=torch.float64)
+    y = (X[:, 0] > 0).long()
+    data = Dataset(X * 1e300, y, ["big", "bigger"], ["no", "yes"])
+    model, result = train(data, params(optimizer="lbfgs", iterations=50, standardize=True))
+    assert torch.isfinite(result.losses).all() and result.losses[-1] < 0.5
+    with pytest.raises(DataError, match=r"feature .big. has values too large for float32"):
+        train(data, params(standardize=False))

@@ -48,19 +48,31 @@ class SplitParams:
 
 @dataclass(frozen=True)
 class TrainParams:
-    impl: str  # how gradients are obtained: a key of trainers.TRAINERS, checked there
-    iterations: int  # full-batch gradient-descent steps
-    lr: float  # step size
+    impl: str  # how gradients are computed: a key of trainers.IMPLEMENTATIONS, checked there
+    iterations: int  # at most this many steps (gd, lbfgs) or epochs (sgd)
+    lr: float  # step size of gd and sgd; lbfgs chooses its own by line search
     l2: float  # weight of the L2 penalty l2·ΣW² (the bias is not penalised)
-    seed: int  # draws the initial weights
+    seed: int  # draws the initial weights and sgd's shuffles
+    optimizer: str = "gd"  # how gradients are used: a key of trainers.OPTIMIZERS, checked there
+    standardize: bool = True  # scale features with train-set mean and standard deviation
+    batch_size: int = 64  # rows per sgd step
+    momentum: float = 0.0  # gd and sgd: v ← momentum·v + gradient
+    tol: float = 0.0  # stop early: gd/lbfgs once every gradient component is within tol, sgd once J
+    #                   changes by at most tol (relative) over an epoch; 0 runs every iteration
     dtype: str = "float32"
+    device: str = "cpu"  # cpu, cuda, or auto (cuda when there is one)
 
     def __post_init__(self) -> None:
         _require(self.iterations >= 1, "train.iterations", "an integer >= 1", self.iterations)
         _require(math.isfinite(self.lr) and self.lr > 0, "train.lr", "a number > 0", self.lr)
         _require(math.isfinite(self.l2) and self.l2 >= 0, "train.l2", "a number >= 0", self.l2)
+        _require(self.batch_size >= 1, "train.batch_size", "an integer >= 1", self.batch_size)
+        _require(0 <= self.momentum < 1, "train.momentum", "a number in [0, 1)", self.momentum)
+        _require(math.isfinite(self.tol) and self.tol >= 0, "train.tol", "a number >= 0", self.tol)
         _require(self.dtype in ("float32", "float64"), "train.dtype", "one of ['float32', 'float64']",
                  self.dtype)
+        _require(self.device in ("auto", "cpu", "cuda"), "train.device", "one of ['auto', 'cpu', 'cuda']",
+                 self.device)
 
 
 @dataclass(frozen=True)

@@ -12,19 +12,15 @@ from softmax_regression.data import read_parquet
 from softmax_regression.errors import DataError
 from softmax_regression.files import read_json
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
 @dataclass(frozen=True)
 class Dataset:
-    X: Tensor  # (n, d) features
+    X: Tensor  # (n, d) raw features, float64
     y: Tensor  # (n,) class indices
     features: list[str]
     classes: list[str]
 
 
-def read_dataset(table: str | Path, classes_file: str | Path, dtype: torch.dtype,
-                 features: list[str] | None = None) -> Dataset:
+def read_dataset(table: str | Path, classes_file: str | Path, features: list[str] | None = None) -> Dataset:
     """A split file as tensors. `features` picks and orders the columns (a model's), default all."""
     meta = read_json(classes_file)
     label, classes = meta["label"], sorted(meta["classes"], key=meta["classes"].get)
@@ -33,6 +29,6 @@ def read_dataset(table: str | Path, classes_file: str | Path, dtype: torch.dtype
     missing = [c for c in features if c not in df.columns]
     if missing:
         raise DataError(f"{table}: feature column {missing[0]!r} of the model is missing")
-    X = torch.tensor(df[features].to_numpy(dtype="float64"), dtype=dtype)
+    X = torch.tensor(df[features].to_numpy(dtype="float64"))
     y = torch.tensor(df[label].to_numpy(dtype="int64"))
     return Dataset(X, y, features, classes)

@@ -1,6 +1,7 @@
 """The model and its objective, shared by every implementation.
 
-    logits = X W + b                      X (n, d), W (d, k), b (k,)
+    Z = (X − mean) / scale                standardised features (mean 0, scale 1 when not standardising)
+    logits = Z W + b                      X, Z (n, d), W (d, k), b (k,)
     J(W, b) = mean_i CE(softmax(logits_i), y_i) + l2 · ΣW²   (the bias is not penalised)
 
 Softmax only ever meets a log through log-sum-exp, so logits of any size give a finite loss.
@@ -35,9 +36,25 @@ def objective(X: Tensor, y: Tensor, W: Tensor, b: Tensor, l2: float) -> Tensor:
     return cross_entropy(X @ W + b, y) + l2 * (W * W).sum()
 
 
-def predict_proba(X: Tensor, W: Tensor, b: Tensor) -> Tensor:
-    """Class probabilities (n, k)."""
-    return log_softmax(X @ W + b).exp()
+def feature_scaling(X: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-feature mean and standard deviation of X (n, d), float64; a constant feature gets scale 1.
+
+    Computed on X / max|X| so that features of any magnitude (1e300 included) do not overflow.
+    """
+    X = X.double()
+    size = X.abs().amax(dim=0)
+    size = torch.where(size > 0, size, torch.ones_like(size))
+    unit = X / size
+    mean = unit.mean(dim=0) * size
+    std = unit.std(dim=0, correction=0) * size
+    return mean, torch.where(std > 0, std, torch.ones_like(std))
+
+
+def standardize(X: Tensor, mean: Tensor, scale: Tensor, dtype: torch.dtype) -> Tensor:
+    """(X − mean) / scale, computed in float64 (raw features may exceed float32), returned in `dtype`."""
+    Z = X.double() - mean
+    Z /= scale
+    return Z.to(dtype)
 
 
 def initial_weights(n_features: int, n_classes: int, seed: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
@@ -48,27 +65,41 @@ def initial_weights(n_features: int, n_classes: int, seed: int, dtype: torch.dty
 
 
 class SoftmaxRegression(torch.nn.Module):
-    """The fitted model as a module: features (n, d) -> class probabilities (n, k). What MLflow serves."""
+    """The fitted model as a module: raw features (n, d) -> class probabilities (n, k). What MLflow serves."""
 
-    def __init__(self, W: Tensor, b: Tensor) -> None:
+    def __init__(self, model: Model) -> None:
         super().__init__()
+        W = model.W
+        self.register_buffer("mean", model.mean.to(W.dtype))
+        self.register_buffer("scale", model.scale.to(W.dtype))
         self.linear = torch.nn.Linear(W.shape[0], W.shape[1], dtype=W.dtype)
         with torch.no_grad():
             self.linear.weight.copy_(W.T)
-            self.linear.bias.copy_(b)
+            self.linear.bias.copy_(model.b)
 
     def forward(self, X: Tensor) -> Tensor:
-        return torch.softmax(self.linear(X), dim=1)
+        return torch.softmax(self.linear((X - self.mean) / self.scale), dim=1)
 
 
 @dataclass(frozen=True)
 class Model:
     """A fitted model with what is needed to use it on a new table."""
 
-    W: Tensor  # (d, k)
+    W: Tensor  # (d, k) on standardised features
     b: Tensor  # (k,)
     features: list[str]  # column names, in the order of W's rows
     classes: list[str]  # class names, in the order of W's columns
+    mean: Tensor  # (d,) float64, subtracted from the raw features
+    scale: Tensor  # (d,) float64, dividing them after that
+
+    def inputs(self, X: Tensor) -> Tensor:
+        """Raw features (n, d) as the model's inputs."""
+        return standardize(X, self.mean, self.scale, self.W.dtype)
+
+
+def predict_proba(model: Model, X: Tensor) -> Tensor:
+    """Class probabilities (n, k) for raw features X (n, d)."""
+    return log_softmax(model.inputs(X) @ model.W + model.b).exp()
 
 
 def write_model(path: str | Path, model: Model) -> None:
@@ -79,10 +110,12 @@ def write_model(path: str | Path, model: Model) -> None:
     """
     metadata = {"model": json.dumps({"features": model.features, "classes": model.classes})}
     with atomic_path(path) as tmp:
-        save_file({"W": model.W.contiguous(), "b": model.b.contiguous()}, tmp, metadata=metadata)
+        tensors = {"W": model.W, "b": model.b, "mean": model.mean, "scale": model.scale}
+        save_file({name: t.contiguous() for name, t in tensors.items()}, tmp, metadata=metadata)
 
 
 def read_model(path: str | Path) -> Model:
     with safe_open(path, framework="pt") as f:
         metadata = json.loads(f.metadata()["model"])
-        return Model(f.get_tensor("W"), f.get_tensor("b"), metadata["features"], metadata["classes"])
+        return Model(f.get_tensor("W"), f.get_tensor("b"), metadata["features"], metadata["classes"],
+                     f.get_tensor("mean"), f.get_tensor("scale"))

@@ -145,11 +145,13 @@ def log_artifacts(paths: Sequence[str | Path], artifact_path: str) -> None:
 
 
 def log_model(model: Model, X_example: Tensor) -> None:
+    """X_example: a few rows of raw features (n, d), any float dtype; n > 1 keeps the batch size free."""
+    X_example = X_example.to(model.W.dtype)
     """The model as an MLflow pytorch model in the non-pickle `pt2` format, predicting probabilities."""
     import mlflow.pytorch
     from mlflow.models import infer_signature
 
-    module = SoftmaxRegression(model.W, model.b).eval()
+    module = SoftmaxRegression(model).eval()
     with torch.no_grad():
         P = module(X_example)
     torch_version = torch.__version__.split("+")[0]  # "2.13.0+cpu" is not a PyPI version

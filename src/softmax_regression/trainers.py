@@ -1,8 +1,9 @@
-"""Three ways to minimise one objective with full-batch gradient descent.
+"""One objective, three ways to get its gradient, three ways to use it.
 
-They share the model, the loss, the initial weights and the signature, and differ only in how the
-gradient is obtained: by hand (`manual`), by `loss.backward()` (`autograd`), or by `torch.nn` and
-`torch.optim` (`nn`). Same inputs, same numbers.
+An implementation (`train.impl`) decides how the gradient is computed: by hand (`manual`), by
+`loss.backward()` (`autograd`), or through `torch.nn` (`nn`). An optimizer (`train.optimizer`) decides how
+it is used: full-batch gradient descent (`gd`, the tutorial's), mini-batch `sgd`, or `lbfgs`. Any
+implementation works with any optimizer; from the same initial weights they give the same numbers.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from softmax_regression.config import TrainParams
 from softmax_regression.errors import ParamError, TrainingDiverged
 from softmax_regression.model import log_softmax, objective
 
@@ -23,7 +25,8 @@ from softmax_regression.model import log_softmax, objective
 class Fit:
     W: Tensor  # (d, k)
     b: Tensor  # (k,)
-    losses: Tensor  # (iterations,) the objective at the weights each step started from
+    losses: Tensor  # (iterations run,) the objective at the weights each iteration started from
+    converged: bool  # stopped on train.tol before train.iterations
 
 
 def manual_loss_and_gradients(X: Tensor, Y: Tensor, W: Tensor, b: Tensor, l2: float
@@ -38,63 +41,187 @@ def manual_loss_and_gradients(X: Tensor, Y: Tensor, W: Tensor, b: Tensor, l2: fl
     return loss, dW, db
 
 
-def fit_manual(X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, lr: float, l2: float, iterations: int) -> Fit:
-    Y = F.one_hot(y, W0.shape[1]).to(X.dtype)
-    W, b = W0.clone(), b0.clone()
-    losses = torch.empty(iterations, dtype=torch.float64)
-    for t in range(iterations):
-        loss, dW, db = manual_loss_and_gradients(X, Y, W, b, l2)
-        _record(losses, t, loss, lr)
-        W -= lr * dW
-        b -= lr * db
-    return Fit(W, b, losses)
+class GradientStep:
+    """p ← p − lr·v with v ← momentum·v + ∇p (v = ∇p without momentum), written out.
+
+    The same update as torch.optim.SGD without dampening or Nesterov, for the implementations that do
+    their own arithmetic.
+    """
+
+    def __init__(self, params: list[Tensor], lr: float, momentum: float = 0.0) -> None:
+        self.params, self.lr, self.momentum = params, lr, momentum
+        self.velocity: list[Tensor | None] = [None] * len(params)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for i, p in enumerate(self.params):
+            step = p.grad
+            if self.momentum:
+                v = self.velocity[i]
+                step = self.velocity[i] = p.grad.clone() if v is None else v.mul_(self.momentum).add_(p.grad)
+            p.sub_(self.lr * step)
 
 
-def fit_autograd(X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, lr: float, l2: float, iterations: int) -> Fit:
-    W = W0.clone().requires_grad_()
-    b = b0.clone().requires_grad_()
-    losses = torch.empty(iterations, dtype=torch.float64)
-    for t in range(iterations):
-        loss = objective(X, y, W, b, l2)
-        _record(losses, t, loss, lr)
+class Manual:
+    """Forward pass, loss and gradients by hand; no autograd anywhere. Gradients land in `p.grad`."""
+
+    def __init__(self, X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, l2: float) -> None:
+        self.X, self.y, self.l2 = X, y, l2
+        self.Y = F.one_hot(y, W0.shape[1]).to(X.dtype)  # (n, k)
+        self.W, self.b = W0.clone(), b0.clone()
+        self.params = [self.W, self.b]
+
+    def loss_and_grad(self, rows: Tensor | None = None) -> Tensor:
+        X, Y = (self.X, self.Y) if rows is None else (self.X[rows], self.Y[rows])
+        loss, self.W.grad, self.b.grad = manual_loss_and_gradients(X, Y, self.W, self.b, self.l2)
+        return loss
+
+    def step_rule(self, lr: float, momentum: float) -> GradientStep:
+        return GradientStep(self.params, lr, momentum)
+
+    def weights(self) -> tuple[Tensor, Tensor]:
+        return self.W, self.b
+
+
+class Autograd(Manual):
+    """The same model and loss; gradients from `loss.backward()`, zeroed before each one."""
+
+    def __init__(self, X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, l2: float) -> None:
+        super().__init__(X, y, W0, b0, l2)
+        for p in self.params:
+            p.requires_grad_()
+
+    def loss_and_grad(self, rows: Tensor | None = None) -> Tensor:
+        X, y = (self.X, self.y) if rows is None else (self.X[rows], self.y[rows])
+        for p in self.params:
+            p.grad = None
+        loss = objective(X, y, self.W, self.b, self.l2)
         loss.backward()
+        return loss.detach()
+
+    def weights(self) -> tuple[Tensor, Tensor]:
+        return self.W.detach(), self.b.detach()
+
+
+class NN:
+    """`torch.nn.Linear`, `nn.functional.cross_entropy` on logits, and `torch.optim.SGD`."""
+
+    def __init__(self, X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, l2: float) -> None:
+        self.X, self.y, self.l2 = X, y, l2
+        self.linear = torch.nn.Linear(W0.shape[0], W0.shape[1], dtype=W0.dtype, device=W0.device)
+        with torch.no_grad():  # nn.Linear stores Wᵀ (k, d)
+            self.linear.weight.copy_(W0.T)
+            self.linear.bias.copy_(b0)
+        self.params = list(self.linear.parameters())
+
+    def loss_and_grad(self, rows: Tensor | None = None) -> Tensor:
+        X, y = (self.X, self.y) if rows is None else (self.X[rows], self.y[rows])
+        self.linear.zero_grad()
+        loss = F.cross_entropy(self.linear(X), y) + self.l2 * self.linear.weight.pow(2).sum()
+        loss.backward()
+        return loss.detach()
+
+    def step_rule(self, lr: float, momentum: float) -> torch.optim.SGD:
+        return torch.optim.SGD(self.params, lr=lr, momentum=momentum)
+
+    def weights(self) -> tuple[Tensor, Tensor]:
+        return self.linear.weight.detach().T.contiguous(), self.linear.bias.detach().clone()
+
+
+Implementation = Manual | Autograd | NN
+IMPLEMENTATIONS: dict[str, Callable[..., Implementation]] = {"autograd": Autograd, "manual": Manual, "nn": NN}
+
+
+def gradient_descent(impl: Implementation, p: TrainParams, record: Callable[[int, Tensor], None]) -> bool:
+    """Full batch: record J, stop if every gradient component is within train.tol, else step."""
+    rule = impl.step_rule(p.lr, p.momentum)
+    for t in range(p.iterations):
+        record(t, impl.loss_and_grad())
+        if _max_gradient(impl) <= p.tol:
+            return True
+        rule.step()
+    return False
+
+
+def stochastic_gradient_descent(impl: Implementation, p: TrainParams, record: Callable[[int, Tensor], None]
+                                ) -> bool:
+    """Mini-batches of train.batch_size in an order shuffled by train.seed; an iteration is an epoch.
+
+    J is recorded over all rows before each epoch; training stops once J changes by at most train.tol,
+    relative, over an epoch.
+    """
+    rule = impl.step_rule(p.lr, p.momentum)
+    n = impl.X.shape[0]
+    generator = torch.Generator().manual_seed(p.seed)
+    previous = math.inf
+    for epoch in range(p.iterations):
         with torch.no_grad():
-            W -= lr * W.grad
-            b -= lr * b.grad
-        W.grad = None
-        b.grad = None
-    return Fit(W.detach(), b.detach(), losses)
+            loss = objective_of(impl)
+        record(epoch, loss)
+        if abs(previous - loss.item()) <= p.tol * max(1.0, abs(loss.item())):
+            return True
+        previous = loss.item()
+        for rows in torch.randperm(n, generator=generator).to(impl.X.device).split(p.batch_size):
+            impl.loss_and_grad(rows)
+            rule.step()
+    return False
 
 
-def fit_nn(X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, lr: float, l2: float, iterations: int) -> Fit:
-    linear = torch.nn.Linear(W0.shape[0], W0.shape[1], dtype=W0.dtype)
-    with torch.no_grad():  # nn.Linear stores Wᵀ (k, d)
-        linear.weight.copy_(W0.T)
-        linear.bias.copy_(b0)
-    optimizer = torch.optim.SGD(linear.parameters(), lr=lr)
-    losses = torch.empty(iterations, dtype=torch.float64)
-    for t in range(iterations):
-        optimizer.zero_grad()
-        loss = F.cross_entropy(linear(X), y) + l2 * linear.weight.pow(2).sum()
-        _record(losses, t, loss, lr)
-        loss.backward()
-        optimizer.step()
-    return Fit(linear.weight.detach().T.contiguous(), linear.bias.detach().clone(), losses)
+def lbfgs(impl: Implementation, p: TrainParams, record: Callable[[int, Tensor], None]) -> bool:
+    """torch.optim.LBFGS with a strong-Wolfe line search, one of its iterations per train iteration.
+
+    The line search chooses the step, so train.lr is not used. Stops once every gradient component is
+    within train.tol.
+    """
+    # max_eval bounds the line search too: one evaluation at the start of the step, up to 25 in it.
+    optimizer = torch.optim.LBFGS(impl.params, lr=1, max_iter=1, max_eval=26, history_size=20,
+                                  tolerance_grad=p.tol, tolerance_change=0.0, line_search_fn="strong_wolfe")
+    state = optimizer.state[optimizer.param_groups[0]["params"][0]]
+    for t in range(p.iterations):
+        done = state.get("n_iter", 0)
+        record(t, optimizer.step(impl.loss_and_grad))
+        if state["n_iter"] == done:  # LBFGS found the gradient within tolerance and did not move
+            return True
+    return False
 
 
-Trainer = Callable[[Tensor, Tensor, Tensor, Tensor, float, float, int], Fit]
-TRAINERS: dict[str, Trainer] = {"autograd": fit_autograd, "manual": fit_manual, "nn": fit_nn}
+OPTIMIZERS = {"gd": gradient_descent, "lbfgs": lbfgs, "sgd": stochastic_gradient_descent}
 
 
-def trainer(impl: str) -> Trainer:
-    if impl not in TRAINERS:
-        raise ParamError(f"train.impl must be one of {sorted(TRAINERS)}, got {impl!r}")
-    return TRAINERS[impl]
+def check_choices(params: TrainParams) -> None:
+    """Unknown implementation or optimizer names fail here, before any work, listing the choices."""
+    if params.impl not in IMPLEMENTATIONS:
+        raise ParamError(f"params.yaml: train.impl must be one of {sorted(IMPLEMENTATIONS)}, got {params.impl!r}")
+    if params.optimizer not in OPTIMIZERS:
+        raise ParamError(f"params.yaml: train.optimizer must be one of {sorted(OPTIMIZERS)}, "
+                         f"got {params.optimizer!r}")
 
 
-def _record(losses: Tensor, t: int, loss: Tensor, lr: float) -> None:
-    value = loss.item()
-    if not math.isfinite(value):
-        raise TrainingDiverged(f"training diverged at iteration {t}: the loss is {value} with train.lr={lr}; "
+def fit(X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, params: TrainParams) -> Fit:
+    """Minimise J from (W0, b0) with params.impl and params.optimizer. X (n, d), y (n,)."""
+    check_choices(params)
+    impl = IMPLEMENTATIONS[params.impl](X, y, W0, b0, params.l2)
+    losses: list[float] = []
+
+    def record(t: int, loss: Tensor) -> None:
+        value = loss.item()
+        if not math.isfinite(value):
+            raise TrainingDiverged(f"training diverged at iteration {t}: the loss is {value} with "
+                                   f"train.lr={params.lr}; try a smaller train.lr")
+        losses.append(value)
+
+    converged = OPTIMIZERS[params.optimizer](impl, params, record)
+    W, b = impl.weights()
+    if not (torch.isfinite(W).all() and torch.isfinite(b).all()):
+        raise TrainingDiverged(f"training diverged: the weights are not finite with train.lr={params.lr}; "
                                f"try a smaller train.lr")
-    losses[t] = value
+    return Fit(W.cpu(), b.cpu(), torch.tensor(losses, dtype=torch.float64), converged)
+
+
+def objective_of(impl: Implementation) -> Tensor:
+    W, b = impl.weights()
+    return objective(impl.X, impl.y, W, b, impl.l2)
+
+
+def _max_gradient(impl: Implementation) -> float:
+    return max(p.grad.abs().max().item() for p in impl.params)

@@ -1,4 +1,4 @@
-"""From a dataset to a fitted model: train, and describe the result."""
+"""From a dataset to a fitted model: scale, train, and describe the result."""
 
 from __future__ import annotations
 
@@ -6,37 +6,72 @@ import csv
 import io
 
 import torch
-from torch import Tensor
 
 from softmax_regression.config import TrainParams
 from softmax_regression.dataset import Dataset
+from softmax_regression.errors import DataError, ParamError
 from softmax_regression.metrics import accuracy, log_loss
-from softmax_regression.model import Model, initial_weights, objective, predict_proba
-from softmax_regression.trainers import trainer
+from softmax_regression.model import (Model, feature_scaling, initial_weights, objective, predict_proba,
+                                      standardize)
+from softmax_regression.trainers import Fit, check_choices, fit
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def train(data: Dataset, params: TrainParams) -> tuple[Model, Tensor]:
-    """Fit with params.impl from the seeded initial weights; returns the model and the loss per iteration."""
-    fit = trainer(params.impl)
+def device_for(name: str) -> torch.device:
+    """train.device as a torch device: `auto` is CUDA when there is one, else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ParamError("params.yaml: train.device is 'cuda' but torch sees no CUDA device; use cpu or auto")
+    return torch.device(name)
+
+
+def train(data: Dataset, params: TrainParams) -> tuple[Model, Fit]:
+    """Fit with params.impl and params.optimizer from the seeded initial weights.
+
+    The data moves to the device once, in the training dtype, standardised (with train-set statistics)
+    when params.standardize is set.
+    """
+    check_choices(params)
+    device, dtype = device_for(params.device), DTYPES[params.dtype]
     torch.use_deterministic_algorithms(True)  # same params and seed, same bits
-    W0, b0 = initial_weights(data.X.shape[1], len(data.classes), params.seed, data.X.dtype)
-    result = fit(data.X, data.y, W0, b0, params.lr, params.l2, params.iterations)
-    return Model(result.W, result.b, data.features, data.classes), result.losses
+    d = data.X.shape[1]
+    if params.standardize:
+        mean, scale = feature_scaling(data.X)
+    else:
+        mean, scale = torch.zeros(d, dtype=torch.float64), torch.ones(d, dtype=torch.float64)
+    X = standardize(data.X, mean, scale, dtype)
+    _check_representable(X, data.features, params.dtype)
+    W0, b0 = initial_weights(d, len(data.classes), params.seed, dtype)
+    result = fit(X.to(device), data.y.to(device), W0.to(device), b0.to(device), params)
+    return Model(result.W, result.b, data.features, data.classes, mean, scale), result
 
 
 def train_metrics(model: Model, data: Dataset, l2: float) -> dict[str, float]:
     """The final objective and the fit on the training rows."""
     with torch.no_grad():
-        P = predict_proba(data.X, model.W, model.b)
-        loss = objective(data.X, data.y, model.W, model.b, l2).item()
+        P = predict_proba(model, data.X)
+        loss = objective(model.inputs(data.X), data.y, model.W, model.b, l2).item()
     return {"train_loss_final": loss, "train_log_loss": log_loss(P, data.y), "train_accuracy": accuracy(P, data.y)}
 
 
 def coefficients_csv(model: Model) -> str:
-    """A readable table: one row per feature and one for the bias, one column per class."""
+    """A readable table: one row per feature and one for the bias, one column per class.
+
+    The weights act on standardised features, z = (x − mean) / scale; the last two columns give them.
+    """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["feature", *model.classes])
-    writer.writerows([name, *row] for name, row in zip(model.features, model.W.tolist()))
-    writer.writerow(["(bias)", *model.b.tolist()])
+    writer.writerow(["feature", *model.classes, "mean", "scale"])
+    for name, row, mean, scale in zip(model.features, model.W.tolist(), model.mean.tolist(), model.scale.tolist()):
+        writer.writerow([name, *row, mean, scale])
+    writer.writerow(["(bias)", *model.b.tolist(), "", ""])
     return out.getvalue()
+
+
+def _check_representable(X: torch.Tensor, features: list[str], dtype: str) -> None:
+    bad = (~torch.isfinite(X)).any(dim=0).nonzero().flatten().tolist()
+    if bad:
+        raise DataError(f"feature {features[bad[0]]!r} has values too large for {dtype}; set "
+                        f"train.standardize: true or train.dtype: float64")
