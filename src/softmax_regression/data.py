@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pv
 
 from softmax_regression.errors import DataError
 from softmax_regression.files import atomic_path
@@ -25,12 +27,14 @@ def read_raw(path: str | Path, label: str, drop: tuple[str, ...] = (), delimiter
     path = Path(path)
     header = _read_header(path, delimiter)
     _check_columns(path, header, label, drop, delimiter)
-    try:
-        df = pd.read_csv(path, sep=delimiter, encoding="utf-8-sig", skipinitialspace=True)
-    except pd.errors.ParserError as e:
+    try:  # pyarrow's reader is multi-threaded, several times faster than pandas' own on large files
+        df = pv.read_csv(path, parse_options=pv.ParseOptions(delimiter=delimiter),
+                         convert_options=pv.ConvertOptions(column_types={label: pa.string()},
+                                                           strings_can_be_null=True)).to_pandas()
+    except pa.ArrowInvalid as e:
+        if "UTF8" in str(e):
+            raise DataError(f"{path}: not a UTF-8 text file") from None
         raise DataError(f"{path}: not a well-formed CSV: {_one_line(e)}") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not a UTF-8 text file") from None
     if df.empty:
         raise DataError(f"{path}: the header has no data rows below it")
 

@@ -26,14 +26,13 @@ def log_softmax(logits: Tensor) -> Tensor:
     return logits - torch.logsumexp(logits, dim=1, keepdim=True)
 
 
-def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
-    """Mean negative log-likelihood of the integer labels y (n,) under softmax(logits)."""
-    return -log_softmax(logits).gather(1, y[:, None]).mean()
-
-
 def objective(X: Tensor, y: Tensor, W: Tensor, b: Tensor, l2: float) -> Tensor:
-    """J(W, b): mean cross-entropy plus the L2 penalty on W."""
-    return cross_entropy(X @ W + b, y) + l2 * (W * W).sum()
+    """J(W, b): mean cross-entropy mean_i(logsumexp(logits_i) − logit_i,y_i) plus the L2 penalty on W.
+
+    The logits are laid out (k, n) so that the reductions over classes run along contiguous memory.
+    """
+    Lt = torch.addmm(b[:, None], W.T, X.T)  # logitsᵀ (k, n)
+    return (torch.logsumexp(Lt, dim=0) - Lt.gather(0, y[None])[0]).mean() + l2 * (W * W).sum()
 
 
 def feature_scaling(X: Tensor) -> tuple[Tensor, Tensor]:

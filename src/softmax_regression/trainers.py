@@ -18,7 +18,7 @@ from torch import Tensor
 
 from softmax_regression.config import TrainParams
 from softmax_regression.errors import ParamError, TrainingDiverged
-from softmax_regression.model import log_softmax, objective
+from softmax_regression.model import objective
 
 
 @dataclass(frozen=True)
@@ -29,15 +29,25 @@ class Fit:
     converged: bool  # stopped on train.tol before train.iterations
 
 
-def manual_loss_and_gradients(X: Tensor, Y: Tensor, W: Tensor, b: Tensor, l2: float
+def manual_loss_and_gradients(X: Tensor, y: Tensor, W: Tensor, b: Tensor, l2: float
                               ) -> tuple[Tensor, Tensor, Tensor]:
-    """J and its gradients by hand. X (n, d), Y one-hot (n, k), W (d, k), b (k,)."""
+    """J and its gradients by hand. X (n, d), y (n,) class indices, W (d, k), b (k,).
+
+    The logits are laid out transposed, (k, n), so that the reductions over the k classes of each row
+    run along contiguous memory: on large n that is most of the time an epoch spends outside the two
+    matrix products.
+    """
     n = X.shape[0]
-    log_P = log_softmax(X @ W + b)  # (n, k)
-    loss = -(Y * log_P).sum() / n + l2 * (W * W).sum()
-    G = (log_P.exp() - Y) / n  # dJ/dlogits = (softmax − Y)/n   (n, k)
-    dW = X.T @ G + 2 * l2 * W  # dJ/dW = Xᵀ(P − Y)/n + 2·l2·W     (d, k)
-    db = G.sum(dim=0)  # dJ/db = Σ_i (P − Y)_i / n           (k,)
+    Lt = torch.addmm(b[:, None], W.T, X.T)  # logitsᵀ = WᵀXᵀ + b                    (k, n)
+    picked = Lt.gather(0, y[None]).sum()  # Σ_i logit_i,y_i
+    m = Lt.amax(dim=0)  # row maxima, for log-sum-exp                                (n,)
+    Pt = Lt.sub_(m).exp_()  # exp(logits − max), in place                          (k, n)
+    s = Pt.sum(dim=0)  # (n,)
+    loss = ((m + s.log()).sum() - picked) / n + l2 * (W * W).sum()  # mean(lse − logit_y) + l2·ΣW²
+    Pt /= s  # softmax P                                                           (k, n)
+    Pt.scatter_add_(0, y[None], torch.full((1, n), -1.0, dtype=X.dtype, device=X.device))  # (P − Y)ᵀ
+    dW = torch.add((Pt @ X).T / n, W, alpha=2 * l2).contiguous()  # Xᵀ(P − Y)/n + 2·l2·W   (d, k)
+    db = Pt.sum(dim=1) / n  # dJ/db = Σ_i (P − Y)_i / n                              (k,)
     return loss, dW, db
 
 
@@ -67,13 +77,12 @@ class Manual:
 
     def __init__(self, X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, l2: float) -> None:
         self.X, self.y, self.l2 = X, y, l2
-        self.Y = F.one_hot(y, W0.shape[1]).to(X.dtype)  # (n, k)
         self.W, self.b = W0.clone(), b0.clone()
         self.params = [self.W, self.b]
 
     def loss_and_grad(self, rows: Tensor | None = None) -> Tensor:
-        X, Y = (self.X, self.Y) if rows is None else (self.X[rows], self.Y[rows])
-        loss, self.W.grad, self.b.grad = manual_loss_and_gradients(X, Y, self.W, self.b, self.l2)
+        X, y = (self.X, self.y) if rows is None else (self.X[rows], self.y[rows])
+        loss, self.W.grad, self.b.grad = manual_loss_and_gradients(X, y, self.W, self.b, self.l2)
         return loss
 
     def step_rule(self, lr: float, momentum: float) -> GradientStep:
@@ -117,7 +126,10 @@ class NN:
     def loss_and_grad(self, rows: Tensor | None = None) -> Tensor:
         X, y = (self.X, self.y) if rows is None else (self.X[rows], self.y[rows])
         self.linear.zero_grad()
-        loss = F.cross_entropy(self.linear(X), y) + self.l2 * self.linear.weight.pow(2).sum()
+        # Logits as (1, k, n), cross_entropy's K-dimensional form: its log-softmax then runs along
+        # contiguous memory, about twice as fast on large n as on (n, k).
+        logits = self.linear(X).T[None]
+        loss = F.cross_entropy(logits, y[None]) + self.l2 * self.linear.weight.pow(2).sum()
         loss.backward()
         return loss.detach()
 
@@ -197,8 +209,16 @@ def check_choices(params: TrainParams) -> None:
                          f"got {params.optimizer!r}")
 
 
-def fit(X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, params: TrainParams) -> Fit:
-    """Minimise J from (W0, b0) with params.impl and params.optimizer. X (n, d), y (n,)."""
+class _Stop(Exception):
+    """Raised by `record` when the caller's callback asks to stop."""
+
+
+def fit(X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, params: TrainParams,
+        callback: Callable[[int, float], bool] | None = None) -> Fit:
+    """Minimise J from (W0, b0) with params.impl and params.optimizer. X (n, d), y (n,).
+
+    `callback(iteration, loss)` sees J at the start of every iteration; returning True stops there.
+    """
     check_choices(params)
     impl = IMPLEMENTATIONS[params.impl](X, y, W0, b0, params.l2)
     losses: list[float] = []
@@ -209,8 +229,13 @@ def fit(X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, params: TrainParams) -> Fi
             raise TrainingDiverged(f"training diverged at iteration {t}: the loss is {value} with "
                                    f"train.lr={params.lr}; try a smaller train.lr")
         losses.append(value)
+        if callback is not None and callback(t, value):
+            raise _Stop
 
-    converged = OPTIMIZERS[params.optimizer](impl, params, record)
+    try:
+        converged = OPTIMIZERS[params.optimizer](impl, params, record)
+    except _Stop:
+        converged = False
     W, b = impl.weights()
     if not (torch.isfinite(W).all() and torch.isfinite(b).all()):
         raise TrainingDiverged(f"training diverged: the weights are not finite with train.lr={params.lr}; "

@@ -1,0 +1,239 @@
+"""Benchmark: how fast each implementation and optimizer reaches the optimum, against scikit-learn and
+against the floor of the matrix products one epoch needs; and `dvc repro` on Iris against the floor of
+starting Python. Prints a table and writes it as JSON.
+
+    python bench/benchmark.py                      # n = 1e4, 1e5, 1e6 (about 8 minutes on 2 cores)
+    python bench/benchmark.py --sizes 10000 --budget 10 --json /tmp/quick.json
+
+Timings are wall-clock on a shared machine: read them as ratios measured side by side in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from softmax_regression.config import TrainParams
+from softmax_regression.model import initial_weights, objective
+from softmax_regression.trainers import IMPLEMENTATIONS, OPTIMIZERS, fit
+
+ROOT = Path(__file__).resolve().parents[1]
+FEATURES, CLASSES, L2, TARGET = 100, 10, 1e-3, 1e-5
+LEARNING_RATES = {"gd": 1.0, "sgd": 0.1, "lbfgs": 1.0}
+STAGE_IMPORTS = {  # what each stage imports that costs time
+    "ingest": "import pandas, pyarrow, pyarrow.csv, yaml",
+    "split": "import pandas, pyarrow, yaml",
+    "train": "import torch, mlflow, pandas, pyarrow, safetensors, yaml, filelock",
+    "evaluate": "import torch, mlflow, pandas, pyarrow, safetensors, yaml, filelock",
+}
+
+
+@dataclass
+class Row:
+    n: int
+    method: str  # "impl+optimizer", "sklearn lbfgs" or "floor: X·W + Xᵀ·G"
+    seconds_to_target: float | None  # None: not reached within the budget
+    iterations: int | None
+    final_objective: float
+    seconds_per_epoch: float | None  # one full-batch loss-and-gradient evaluation and step (gd)
+    peak_rss_mb: float
+
+
+def synthetic(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """n rows, 100 standardised features, 10 classes drawn around seeded centres. float32."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(CLASSES, FEATURES, generator=g) * 0.3
+    y = torch.randint(0, CLASSES, (n,), generator=g)
+    X = torch.randn(n, FEATURES, generator=g)
+    X += centres[y]
+    return X, y
+
+
+def reset_peak_memory() -> None:
+    """Linux: writing 5 to clear_refs resets the process's peak RSS (VmHWM)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def sklearn_reference(X: torch.Tensor, y: torch.Tensor) -> tuple[float, Row]:
+    reset_peak_memory()
+    X64, y64 = X.double().numpy(), y.numpy()
+    start = time.perf_counter()
+    model = LogisticRegression(C=1 / (2 * L2 * len(y)), solver="lbfgs", tol=1e-8, max_iter=10_000).fit(X64, y64)
+    seconds = time.perf_counter() - start
+    J = objective(torch.from_numpy(X64), y, torch.from_numpy(model.coef_.T), torch.from_numpy(model.intercept_),
+                  L2).item()
+    return J, Row(len(y), "sklearn lbfgs", seconds, int(model.n_iter_[0]), J, None, peak_rss_mb())
+
+
+def floor(X: torch.Tensor) -> Row:
+    """The two matrix products an epoch cannot avoid: logits = X·W (n, k) and Xᵀ·G (d, k)."""
+    W = torch.randn(X.shape[1], CLASSES)
+    G = torch.randn(X.shape[0], CLASSES)
+    reset_peak_memory()
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        X @ W
+        X.T @ G
+        times.append(time.perf_counter() - start)
+    return Row(X.shape[0], "floor: X·W + Xᵀ·G", None, None, float("nan"), min(times), peak_rss_mb())
+
+
+def epoch_time(X: torch.Tensor, y: torch.Tensor, impl: str, repeats: int) -> float:
+    """Best time of one gd iteration (loss, gradient, step) over `repeats` runs of a few iterations."""
+    W0, b0 = initial_weights(X.shape[1], CLASSES, 0, X.dtype)
+    params = TrainParams(impl=impl, iterations=3, lr=0.1, l2=L2, seed=0, optimizer="gd")
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fit(X, y, W0, b0, params)
+        times.append((time.perf_counter() - start) / 3)
+    return min(times)
+
+
+def race(X: torch.Tensor, y: torch.Tensor, impl: str, optimizer: str, target: float, budget: float) -> Row:
+    """Time until J ≤ target·(1 + TARGET), or the budget runs out."""
+    W0, b0 = initial_weights(X.shape[1], CLASSES, 0, X.dtype)
+    params = TrainParams(impl=impl, optimizer=optimizer, iterations=1_000_000, lr=LEARNING_RATES[optimizer],
+                         l2=L2, seed=0, batch_size=1000)
+    reached: list[float] = []
+    reset_peak_memory()
+    start = time.perf_counter()
+
+    def stop(t: int, loss: float) -> bool:
+        elapsed = time.perf_counter() - start
+        if loss <= target * (1 + TARGET):
+            reached.append(elapsed)
+            return True
+        return elapsed > budget
+
+    result = fit(X, y, W0, b0, params, callback=stop)
+    epoch = epoch_time(X, y, impl, repeats=3) if optimizer == "gd" else None
+    return Row(len(y), f"{impl}+{optimizer}", reached[0] if reached else None, len(result.losses),
+               result.losses[-1].item(), epoch, peak_rss_mb())
+
+
+def dvc_repro_timing() -> dict:
+    """`dvc repro` in a fresh clone of this repository, and a no-op second one, against the import floor."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "DVC_NO_ANALYTICS": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    with tempfile.TemporaryDirectory() as tmp:
+        clone = Path(tmp) / "clone"
+        subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+        timings = {}
+        for name in ("first", "no-op"):
+            start = time.perf_counter()
+            subprocess.run(["dvc", "repro"], cwd=clone, env=env, check=True, capture_output=True)
+            timings[name] = time.perf_counter() - start
+    imports = {}
+    for stage, statement in STAGE_IMPORTS.items():
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", statement], env=env, check=True)
+        imports[stage] = time.perf_counter() - start
+    floor_seconds = sum(imports.values())
+    return {"dvc_repro_fresh_clone_s": timings["first"], "dvc_repro_noop_s": timings["no-op"],
+            "import_floor_s": floor_seconds, "import_floor_per_stage_s": imports,
+            "ratio_to_floor": timings["first"] / floor_seconds}
+
+
+def warm_up() -> None:
+    """One small fit of every kind first: the first backward() starts autograd's threads (about 1 s)."""
+    X, y = synthetic(1000, seed=1)
+    for impl in IMPLEMENTATIONS:
+        for optimizer in OPTIMIZERS:
+            W0, b0 = initial_weights(FEATURES, CLASSES, 0, X.dtype)
+            fit(X, y, W0, b0, TrainParams(impl=impl, optimizer=optimizer, iterations=3, lr=0.1, l2=L2, seed=0))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--budget", type=float, default=20.0, help="seconds per run before giving up")
+    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results.json")
+    parser.add_argument("--skip-dvc", action="store_true", help="skip the dvc repro timing on Iris")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+
+    warm_up()
+    rows: list[Row] = []
+    for n in args.sizes:
+        X, y = synthetic(n)
+        target, reference = sklearn_reference(X, y)
+        rows += [reference, floor(X)]
+        print_row(rows[-2]), print_row(rows[-1])
+        for optimizer in ("lbfgs", "gd", "sgd"):
+            for impl in sorted(IMPLEMENTATIONS):
+                rows.append(race(X, y, impl, optimizer, target, args.budget))
+                print_row(rows[-1])
+        del X, y
+
+    summary = ratios(rows)
+    report = {"machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                          "python": platform.python_version(), "torch": torch.__version__},
+              "settings": {"features": FEATURES, "classes": CLASSES, "l2": L2, "target_relative": TARGET,
+                           "budget_s": args.budget, "learning_rates": LEARNING_RATES, "sgd_batch_size": 1000},
+              "rows": [asdict(r) for r in rows], "ratios": summary}
+    if not args.skip_dvc:
+        report["iris_dvc_repro"] = dvc_repro_timing()
+    print()
+    print(json.dumps({"ratios": summary, **({"iris_dvc_repro": report["iris_dvc_repro"]}
+                                            if "iris_dvc_repro" in report else {})}, indent=2))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten to {args.json}")
+
+
+def ratios(rows: list[Row]) -> dict:
+    """The targets, as ratios measured in this run."""
+    out = {}
+    for n in sorted({r.n for r in rows}):
+        by = {r.method: r for r in rows if r.n == n}
+        floor_s = by["floor: X·W + Xᵀ·G"].seconds_per_epoch
+        sk = by["sklearn lbfgs"].seconds_to_target
+        lbfgs = {impl: by[f"{impl}+lbfgs"].seconds_to_target for impl in IMPLEMENTATIONS}
+        epochs = {impl: by[f"{impl}+gd"].seconds_per_epoch for impl in IMPLEMENTATIONS}
+        out[str(n)] = {
+            "lbfgs_time_over_sklearn": {k: (v / sk if v else None) for k, v in lbfgs.items()},
+            "gd_epoch_over_matmul_floor": {k: v / floor_s for k, v in epochs.items()},
+            "epoch_over_manual": {k: v / epochs["manual"] for k, v in epochs.items()},
+        }
+    return out
+
+
+def print_row(r: Row) -> None:
+    if not hasattr(print_row, "header"):
+        print(f"{'n':>9}  {'method':<20} {'to target (s)':>13} {'iters':>7} {'final J':>12} {'epoch (ms)':>10} "
+              f"{'peak RSS (MB)':>13}")
+        print_row.header = True
+    reached = f"{r.seconds_to_target:.2f}" if r.seconds_to_target is not None else "not reached"
+    epoch = f"{1000 * r.seconds_per_epoch:.1f}" if r.seconds_per_epoch is not None else "-"
+    print(f"{r.n:>9}  {r.method:<20} {reached:>13} {r.iterations if r.iterations is not None else '-':>7} "
+          f"{r.final_objective:>12.8f} {epoch:>10} {r.peak_rss_mb:>13.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
