@@ -13,7 +13,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: run test ui clean-venv
+.PHONY: run test ui compare predict bench clean-venv
 
 run: $(STAMP)
 	dvc repro
@@ -24,6 +24,20 @@ test: $(STAMP)
 # The MLflow UI on the default store (mlflow.db at the repository root); http://127.0.0.1:5000
 ui: $(STAMP)
 	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+# The three implementations on the same params, two at a time, as one table. ARGS='-S train.optimizer=lbfgs'
+compare: $(STAMP)
+	python -m softmax_regression.compare $(ARGS)
+
+# The trained model on a new CSV: make predict INPUT=new.csv [OUTPUT=predictions.csv]
+OUTPUT ?= predictions.csv
+predict: $(STAMP)
+	@test -n "$(INPUT)" || { echo "usage: make predict INPUT=new.csv [OUTPUT=predictions.csv]" >&2; exit 2; }
+	python -m softmax_regression.predict "$(INPUT)" --output "$(OUTPUT)"
+
+# Speed against scikit-learn and the matrix-product floor (about 8 minutes on 2 cores)
+bench: $(STAMP)
+	python bench/benchmark.py
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -123,7 +123,7 @@ def race(X: torch.Tensor, y: torch.Tensor, impl: str, optimizer: str, target: fl
     reset_peak_memory()
     start = time.perf_counter()
 
-    def stop(t: int, loss: float) -> bool:
+    def stop(t: int, loss: float, weights) -> bool:
         elapsed = time.perf_counter() - start
         if loss <= target * (1 + TARGET):
             reached.append(elapsed)
@@ -172,7 +172,7 @@ def warm_up() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
-    parser.add_argument("--budget", type=float, default=20.0, help="seconds per run before giving up")
+    parser.add_argument("--budget", type=float, default=10.0, help="seconds per run before giving up")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results.json")
     parser.add_argument("--skip-dvc", action="store_true", help="skip the dvc repro timing on Iris")
     args = parser.parse_args()

@@ -2,18 +2,24 @@
 
 import sys
 
+import numpy as np
+
 from softmax_regression.cli import run_stage
+from softmax_regression.config import TrackingParams, read_params, section
+from softmax_regression.dataset import read_dataset
+from softmax_regression.figures import heat_map
 from softmax_regression.files import read_json, write_json, write_text
 from softmax_regression.metrics import classification_report, confusion_csv
 from softmax_regression.model import predict_proba, read_model
-from softmax_regression.dataset import read_dataset
 
 TEST, CLASSES, MODEL, RUN = ("data/split/test.parquet", "data/split/classes.json", "models/model.safetensors",
                              "models/mlflow_run.json")
-METRICS, PER_CLASS, CONFUSION_PLOT = "metrics/eval.json", "metrics/eval_per_class.json", "plots/confusion.csv"
+METRICS, PER_CLASS = "metrics/eval.json", "metrics/eval_per_class.json"
+CONFUSION_PLOT, CONFUSION_PNG = "plots/confusion.csv", "plots/confusion.png"
 
 
 def main() -> None:
+    experiment = section(read_params(), "tracking", TrackingParams).experiment
     from softmax_regression import tracking  # imports mlflow: seconds
 
     tracking.check_reachable()
@@ -25,18 +31,25 @@ def main() -> None:
     write_json(METRICS, report)
     write_json(PER_CLASS, per_class)
     write_text(CONFUSION_PLOT, confusion_csv(data.y, P.argmax(dim=1), model.classes))
+    counts = [[per_class["confusion_matrix"][a][p] for p in model.classes] for a in model.classes]
+    heat_map(CONFUSION_PNG, np.array(counts), model.classes, model.classes,
+             f"Confusion matrix, test set (accuracy {report['accuracy']:.3f})", "predicted", "actual", fmt="d")
 
-    run_id = read_json(RUN)["run_id"]
-    if not tracking.find_run(run_id):
-        print(f"evaluate: MLflow run {run_id} is not in {tracking.tracking_uri()}; metrics are written for DVC "
-              f"but not logged (re-train with `dvc repro -f train` to get a run here)", file=sys.stderr)
+    trained_by = read_json(RUN)["run_id"]
+    trained = tracking.find_run(trained_by)
+    if trained is None:
+        print(f"evaluate: MLflow run {trained_by} is not in {tracking.tracking_uri()}; metrics are written for "
+              f"DVC but not logged (re-train with `dvc repro -f train` to get a run here)", file=sys.stderr)
         return
+    run_id = tracking.evaluation_run(trained, experiment)
     with tracking.active_run(run_id):
         tracking.log_metrics({"test_accuracy": report["accuracy"], "test_log_loss": report["log_loss"],
                               "test_macro_f1": report["macro_f1"]})
-        tracking.log_artifacts([METRICS, PER_CLASS, CONFUSION_PLOT], "evaluation")
+        tracking.log_artifacts([METRICS, PER_CLASS, CONFUSION_PLOT, CONFUSION_PNG], "evaluation")
+        tracking.mark_evaluated()
+    again = "" if run_id == trained_by else f" (a re-evaluation of run {trained_by}, restored by DVC)"
     print(f"evaluate: test accuracy {report['accuracy']:.4f}, log-loss {report['log_loss']:.4f}; "
-          f"MLflow run {run_id}")
+          f"MLflow run {run_id}{again}; see it with `make ui` (http://127.0.0.1:5000)")
 
 
 if __name__ == "__main__":

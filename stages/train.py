@@ -1,16 +1,19 @@
 """train: fit softmax regression with train.impl and train.optimizer, write the model, record the MLflow run."""
 
-from softmax_regression.cli import run_stage
+import time
+
+from softmax_regression.cli import Progress, run_stage
 from softmax_regression.config import TrackingParams, TrainParams, flatten, read_params, section
 from softmax_regression.dataset import read_dataset
 from softmax_regression.files import write_json, write_text
 from softmax_regression.model import write_model
 from softmax_regression.trainers import check_choices
-from softmax_regression.training import coefficients_csv, device_for, train, train_metrics
+from softmax_regression.training import coefficient_heat_map, coefficients_csv, device_for, train, train_metrics
 
-TRAIN, CLASSES = "data/split/train.parquet", "data/split/classes.json"
+TRAIN, TEST, CLASSES = "data/split/train.parquet", "data/split/test.parquet", "data/split/classes.json"
 MODEL, COEFFICIENTS, RUN = "models/model.safetensors", "models/coefficients.csv", "models/mlflow_run.json"
-METRICS, LOSS_PLOT = "metrics/train.json", "plots/train_loss.csv"
+METRICS, LOSS_PLOT, LOG_LOSS_PLOT = "metrics/train.json", "plots/train_loss.csv", "plots/log_loss.csv"
+HEAT_MAP = "plots/coefficients.png"
 
 
 def main() -> None:
@@ -24,26 +27,36 @@ def main() -> None:
 
     tracking.check_reachable()
     data = read_dataset(TRAIN, CLASSES)
+    test = read_dataset(TEST, CLASSES, features=data.features)
     run_name = f"{params.impl}+{params.optimizer} lr={params.lr} l2={params.l2} it={params.iterations}"
     run_id = tracking.create_run(experiment, run_name, flatten(all_params))
     with tracking.active_run(run_id):
-        model, result = train(data, params)
+        tracking.log_training_data(data, TRAIN, all_params["ingest"]["path"])
+        progress = Progress("train", params.iterations)
+        start = time.perf_counter()
+        model, result, curves = train(data, params, test, progress)
+        seconds = time.perf_counter() - start
+        progress.close()
         losses = result.losses
         metrics = train_metrics(model, data, params.l2) | {"iterations_run": len(losses),
                                                             "converged": int(result.converged)}
         write_model(MODEL, model)
         write_text(COEFFICIENTS, coefficients_csv(model))
+        coefficient_heat_map(model, HEAT_MAP)
         write_text(LOSS_PLOT, "iteration,train_loss\n" + "".join(
             f"{t},{loss!r}\n" for t, loss in enumerate(losses.tolist())))
-        write_json(METRICS, metrics)
+        write_text(LOG_LOSS_PLOT, curves.csv())
+        write_json(METRICS, metrics)  # timings go to MLflow only: DVC outputs stay the same bits
         write_json(RUN, {"run_id": run_id})
 
-        tracking.log_series(run_id, "train_loss", losses.tolist())
-        tracking.log_metrics(metrics, step=len(losses))
-        tracking.log_artifacts([MODEL, COEFFICIENTS], "weights")
+        tracking.log_series("train_loss", losses.tolist())
+        tracking.log_series("log_loss/train", curves.train_log_loss, curves.iteration)
+        tracking.log_series("log_loss/test", curves.test_log_loss, curves.iteration)
+        tracking.log_metrics(metrics | {"train_seconds": seconds}, step=len(losses))
+        tracking.log_artifacts([MODEL, COEFFICIENTS, HEAT_MAP], "weights")
         tracking.log_model(model, data.X[:5])
-    print(f"train: {params.impl}+{params.optimizer}, {len(losses)} iterations, train accuracy {metrics['train_accuracy']:.4f}, "
-          f"final loss {metrics['train_loss_final']:.6f}; MLflow run {run_id}")
+    print(f"train: {params.impl}+{params.optimizer}, {len(losses)} iterations in {seconds:.2f} s, train accuracy "
+          f"{metrics['train_accuracy']:.4f}, final loss {metrics['train_loss_final']:.6f}; MLflow run {run_id}")
 
 
 if __name__ == "__main__":

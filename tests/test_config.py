@@ -38,6 +38,10 @@ def test_bad_train_params_are_named(change, message):
         section({"train": GOOD_TRAIN | change}, "train", TrainParams)
 
 
+def test_exponent_notation_that_yaml_reads_as_a_string_is_a_number():
+    assert section({"train": GOOD_TRAIN | {"tol": "1e-05", "lr": "2E-1"}}, "train", TrainParams).tol == 1e-5
+
+
 def test_missing_key_and_section_are_named():
     incomplete = {k: v for k, v in GOOD_TRAIN.items() if k != "seed"}
     with pytest.raises(ParamError, match=r"missing key train\.seed"):

@@ -73,3 +73,15 @@ def test_split_is_stratified_disjoint_and_reproducible():
 def test_split_names_a_class_too_small_to_split():
     with pytest.raises(DataError, match=r"class 'rare' has 1 row"):
         stratified_split(np.array([0, 0, 0, 1]), ["common", "rare"], 0.5, seed=0)
+
+
+def test_read_features_picks_model_columns_in_order(tmp_path):
+    from softmax_regression.data import read_features
+
+    path = write(tmp_path, "z,b,label,a\n1,2,x,3\n4,5,y,6\n")
+    table = read_features(path, ["a", "b"])
+    assert list(table.columns) == ["a", "b"] and table.to_numpy().tolist() == [[3.0, 2.0], [6.0, 5.0]]
+    with pytest.raises(DataError, match=r"feature column 'c' of the model is missing; columns are: z, b, label, a"):
+        read_features(path, ["a", "c"])
+    with pytest.raises(DataError, match=r"column 'a' has missing values at line 3"):
+        read_features(write(tmp_path, "a,b\n1,2\n,3\n", "gap.csv"), ["a", "b"])

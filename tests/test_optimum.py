@@ -41,7 +41,7 @@ def sklearn_objective(Z: np.ndarray, y: np.ndarray, l2: float) -> float:
 def our_objective(data: Dataset, l2: float, **changes) -> tuple[float, np.ndarray]:
     p = TrainParams(**(dict(impl="manual", iterations=500, lr=0.5, l2=l2, seed=0, optimizer="lbfgs",
                             tol=1e-5) | changes))
-    model, _ = train(data, p)
+    model, _, _ = train(data, p)
     Z = (data.X - model.mean) / model.scale  # float64, as scikit-learn sees it
     J = objective(Z, data.y, model.W.double(), model.b.double(), l2).item()
     return J, Z.numpy()

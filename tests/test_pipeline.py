@@ -20,7 +20,7 @@ from conftest import run, tool_env
 OUTPUTS = ["data/interim/dataset.parquet", "data/split/train.parquet", "data/split/test.parquet",
            "data/split/classes.json", "models/model.safetensors", "models/coefficients.csv",
            "models/mlflow_run.json", "metrics/train.json", "metrics/eval.json", "metrics/eval_per_class.json",
-           "plots/train_loss.csv",
+           "plots/train_loss.csv", "plots/log_loss.csv", "plots/coefficients.png", "plots/confusion.png",
            "plots/confusion.csv"]
 
 
@@ -96,7 +96,7 @@ def test_mlflow_run_holds_params_history_metrics_artifacts_and_model(repo):
     assert metrics["train_accuracy"] >= 0.9
 
     artifacts = {a.path for a in client.list_artifacts(run_id, "weights")}
-    assert artifacts == {"weights/model.safetensors", "weights/coefficients.csv"}
+    assert artifacts == {"weights/model.safetensors", "weights/coefficients.csv", "weights/coefficients.png"}
     coefficients = mlflow.artifacts.load_text(f"runs:/{run_id}/weights/coefficients.csv").splitlines()
     assert coefficients[0] == "feature,Iris-setosa,Iris-versicolor,Iris-virginica,mean,scale"
     assert [row.split(",")[0] for row in coefficients[1:]] == ["SepalLengthCm", "SepalWidthCm",
@@ -134,4 +134,39 @@ def test_exp_run_with_another_implementation_retrains_only_train_and_evaluate(re
     shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
     assert "nn" in json.dumps(shown)
     plots = json.loads(run(["dvc", "plots", "show", "--json"], repo).stdout)["data"]
-    assert sorted(plots) == ["Confusion matrix (test set)", "Training loss"]
+    assert sorted(plots) == ["Confusion matrix (test set)",
+                             "Log-loss on train and test rows (every train.eval_every iterations)",
+                             "Training loss", "plots/coefficients.png", "plots/confusion.png"]
+
+
+def test_training_again_makes_a_new_run_and_evaluating_again_a_linked_one(repo):
+    """Runs after the nn experiment above: back to manual, then evaluate the same model a second time."""
+    _, client = mlflow_client(repo)
+    runs_before = len(client.search_runs([client.get_experiment_by_name("softmax-regression").experiment_id]))
+    back = run(["dvc", "exp", "run", "-S", "train.impl=manual"], repo)
+    # train has outputs DVC does not cache, so DVC never restores it from its run cache: it trains again
+    assert "Running stage 'train'" in back.stdout
+    trained = run_id_of(repo)
+    before = client.get_run(trained).data.metrics
+
+    result = run(["dvc", "repro", "-f", "-s", "evaluate"], repo)  # evaluate again, same model
+    assert f"a re-evaluation of run {trained}" in result.stdout
+    runs = client.search_runs([client.get_experiment_by_name("softmax-regression").experiment_id])
+    assert len(runs) == runs_before + 2
+    again = [r for r in runs if r.data.tags.get("trained_by_run") == trained]
+    assert len(again) == 1 and again[0].info.status == "FINISHED"
+    assert again[0].data.metrics["test_accuracy"] == before["test_accuracy"]
+    assert client.get_run(trained).data.metrics == before, "the training run keeps its own numbers"
+
+
+def test_optimizer_options_work_through_exp_run(repo):
+    gd = json.loads((repo / "metrics/train.json").read_text())
+    run(["dvc", "exp", "run", "-S", "train.optimizer=lbfgs", "-S", "train.tol=1e-5", "-S", "train.iterations=500"],
+        repo)
+    lbfgs = json.loads((repo / "metrics/train.json").read_text())
+    assert lbfgs["converged"] == 1 and lbfgs["iterations_run"] < 500
+    assert lbfgs["train_loss_final"] < gd["train_loss_final"] - 0.01, "250 gd steps stop short of the optimum"
+    _, client = mlflow_client(repo)
+    found = client.get_run(run_id_of(repo))
+    assert found.data.params["train.optimizer"] == "lbfgs" and found.info.run_name.split(": ", 1)[1].startswith(
+        "manual+lbfgs")

@@ -76,9 +76,9 @@ def test_training_is_bit_reproducible(iris):
     X, y = iris
     data = Dataset(X, y, ["a", "b", "c", "d"], ["x", "y", "z"])
     p = params(impl="nn", optimizer="sgd", iterations=5, standardize=True, seed=5)
-    (m1, r1), (m2, r2) = train(data, p), train(data, p)
+    (m1, r1, _), (m2, r2, _) = train(data, p), train(data, p)
     assert torch.equal(m1.W, m2.W) and torch.equal(m1.b, m2.b) and torch.equal(r1.losses, r2.losses)
-    m3, _ = train(data, params(impl="nn", optimizer="sgd", iterations=5, standardize=True, seed=6))
+    m3, _, _ = train(data, params(impl="nn", optimizer="sgd", iterations=5, standardize=True, seed=6))
     assert not torch.equal(m1.W, m3.W), "another seed must draw other initial weights and shuffles"
 
 
@@ -123,7 +123,7 @@ def test_huge_features_train_when_standardised_and_are_named_when_not():
     X = torch.randn(60, 2, generator=g, dtype=torch.float64)
     y = (X[:, 0] > 0).long()
     data = Dataset(X * 1e300, y, ["big", "bigger"], ["no", "yes"])
-    model, result = train(data, params(optimizer="lbfgs", iterations=50, standardize=True))
+    model, result, _ = train(data, params(optimizer="lbfgs", iterations=50, standardize=True))
     assert torch.isfinite(result.losses).all() and result.losses[-1] < 0.5
     with pytest.raises(DataError, match=r"feature .big. has values too large for float32"):
         train(data, params(standardize=False))

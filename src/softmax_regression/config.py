@@ -59,6 +59,7 @@ class TrainParams:
     momentum: float = 0.0  # gd and sgd: v ← momentum·v + gradient
     tol: float = 0.0  # stop early: gd/lbfgs once every gradient component is within tol, sgd once J
     #                   changes by at most tol (relative) over an epoch; 0 runs every iteration
+    eval_every: int = 10  # log-loss on train and test rows every this many iterations; 0: never
     dtype: str = "float32"
     device: str = "cpu"  # cpu, cuda, or auto (cuda when there is one)
 
@@ -69,6 +70,7 @@ class TrainParams:
         _require(self.batch_size >= 1, "train.batch_size", "an integer >= 1", self.batch_size)
         _require(0 <= self.momentum < 1, "train.momentum", "a number in [0, 1)", self.momentum)
         _require(math.isfinite(self.tol) and self.tol >= 0, "train.tol", "a number >= 0", self.tol)
+        _require(self.eval_every >= 0, "train.eval_every", "an integer >= 0", self.eval_every)
         _require(self.dtype in ("float32", "float64"), "train.dtype", "one of ['float32', 'float64']",
                  self.dtype)
         _require(self.device in ("auto", "cpu", "cuda"), "train.device", "one of ['auto', 'cpu', 'cuda']",
@@ -145,6 +147,11 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     elif hint is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-5 (no dot), as `dvc exp run -S` writes it, as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         value = float(value) if ok else value
     elif hint is str:

@@ -60,6 +60,29 @@ def read_raw(path: str | Path, label: str, drop: tuple[str, ...] = (), delimiter
     return clean
 
 
+def read_features(path: str | Path, features: list[str], delimiter: str = ",") -> pd.DataFrame:
+    """The columns `features` of a CSV, in that order, as float64; other columns are ignored.
+
+    Missing columns, non-numeric, missing or infinite values are DataErrors naming the column and line.
+    """
+    path = Path(path)
+    header = _read_header(path, delimiter, param="the input file")
+    missing = [c for c in features if c not in header]
+    if missing:
+        raise DataError(f"{path}: feature column {missing[0]!r} of the model is missing"
+                        f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}; columns are: "
+                        f"{', '.join(header)}")
+    try:
+        df = pv.read_csv(path, parse_options=pv.ParseOptions(delimiter=delimiter),
+                         convert_options=pv.ConvertOptions(include_columns=features)).to_pandas()
+    except pa.ArrowInvalid as e:
+        raise DataError(f"{path}: not a well-formed UTF-8 CSV: {_one_line(e)}") from None
+    columns = {c: _numeric_column(path, df[c]) for c in features}
+    for name, values in columns.items():
+        _check_present(path, name, values.isna().to_numpy(), "missing values")
+    return pd.DataFrame(columns)
+
+
 def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, engine="pyarrow", index=False)
@@ -96,11 +119,11 @@ def stratified_split(y: np.ndarray, classes: list[str], test_size: float, seed: 
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
-def _read_header(path: Path, delimiter: str) -> list[str]:
+def _read_header(path: Path, delimiter: str, param: str = "set ingest.path in params.yaml") -> list[str]:
     if not path.exists():
-        raise DataError(f"{path}: file not found (set ingest.path in params.yaml)")
+        raise DataError(f"{path}: file not found ({param})")
     if not path.is_file():
-        raise DataError(f"{path}: not a file (set ingest.path in params.yaml)")
+        raise DataError(f"{path}: not a file ({param})")
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
             header = next(csv.reader(f, delimiter=delimiter), None)

@@ -15,6 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+# The user's store, read before MLflow sets MLFLOW_TRACKING_URI itself (set_tracking_uri exports it).
+USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI") or None
+
 # Before mlflow is imported anywhere: nothing phones home.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
@@ -25,18 +28,29 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
 import mlflow  # noqa: E402
+import mlflow.data  # noqa: E402
 import torch  # noqa: E402
+import yaml  # noqa: E402
 from filelock import FileLock  # noqa: E402
-from mlflow.entities import Metric  # noqa: E402
+from mlflow.entities import Metric, Run  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+from softmax_regression.dataset import Dataset  # noqa: E402
 from softmax_regression.errors import TrackingError  # noqa: E402
 from softmax_regression.model import Model, SoftmaxRegression  # noqa: E402
 
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
 ERROR_TAG = "error"
+EVALUATED_TAG = "evaluated"
+
+
+def use_store() -> None:
+    """Point MLflow's default client at our store. Called on import, before any MlflowClient() exists:
+    MLflow's own default, `sqlite:///mlflow.db`, is relative to the working directory, which in a queued
+    experiment is a temporary copy."""
+    mlflow.set_tracking_uri(tracking_uri())
 
 
 def repo_root() -> Path:
@@ -48,7 +62,7 @@ def repo_root() -> Path:
 
 
 def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
+    return USER_TRACKING_URI or f"sqlite:///{repo_root() / 'mlflow.db'}"
 
 
 def check_reachable(timeout: float = 5.0) -> None:
@@ -69,14 +83,13 @@ def check_reachable(timeout: float = 5.0) -> None:
 def experiment_id(name: str) -> str:
     """The experiment's id, creating the store and the experiment if need be, once, under a file lock."""
     mlflow.set_tracking_uri(tracking_uri())
-    local = "MLFLOW_TRACKING_URI" not in os.environ
     root = repo_root()
     with FileLock(root / "mlflow.db.lock"):
         client = MlflowClient()
         experiment = client.get_experiment_by_name(name)
         if experiment is not None:
             return experiment.experiment_id
-        artifacts = (root / "mlruns").as_uri() if local else None
+        artifacts = (root / "mlruns").as_uri() if USER_TRACKING_URI is None else None  # a server decides
         return client.create_experiment(name, artifact_location=artifacts)
 
 
@@ -99,8 +112,8 @@ def create_run(experiment: str, run_name: str, params: Mapping[str, Any]) -> str
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
         run_name = f"{os.environ['DVC_EXP_NAME']}: {run_name}"
-    run = MlflowClient().create_run(experiment_id(experiment), run_name=run_name,
-                                    tags={k: v for k, v in tags.items() if v})
+    exp_id = experiment_id(experiment)
+    run = MlflowClient().create_run(exp_id, run_name=run_name, tags={k: v for k, v in tags.items() if v})
     with failing_marks_run(run.info.run_id):
         mlflow.log_params(dict(params), run_id=run.info.run_id)
     return run.info.run_id
@@ -114,25 +127,71 @@ def active_run(run_id: str) -> Iterator[None]:
         yield
 
 
-def find_run(run_id: str) -> bool:
-    """Whether the run exists in the current store."""
+def find_run(run_id: str) -> Run | None:
+    """The run, or None when it is not in the current store."""
     mlflow.set_tracking_uri(tracking_uri())
     try:
-        MlflowClient().get_run(run_id)
+        return MlflowClient().get_run(run_id)
     except MlflowException as e:
         if e.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return False
+            return None
         raise
-    return True
 
 
-def log_series(run_id: str, key: str, values: Sequence[float]) -> None:
-    """One metric at steps 0, 1, …, in as few calls as MLflow allows."""
+def evaluation_run(trained: Run, experiment: str) -> str:
+    """The run evaluate logs into: the training run the first time; a new, linked run after that.
+
+    A second evaluation of one training run happens when DVC restored `train` from its run cache (a
+    param set back to a value already run) and `evaluate` re-ran: the original run keeps its numbers,
+    and the new run says whose model it evaluated.
+    """
+    if trained.data.tags.get(EVALUATED_TAG) != "true":
+        return trained.info.run_id
+    name = f"evaluate again: {trained.info.run_name}"
+    run_id = create_run(experiment, name, trained.data.params)
+    MlflowClient().set_tag(run_id, "trained_by_run", trained.info.run_id)
+    return run_id
+
+
+def mark_evaluated() -> None:
+    mlflow.set_tag(EVALUATED_TAG, "true")
+
+
+def log_series(key: str, values: Sequence[float], steps: Sequence[int] | None = None) -> None:
+    """One metric of the active run at steps 0, 1, … (or `steps`), in as few calls as MLflow allows."""
     now = int(time.time() * 1000)
-    metrics = [Metric(key, float(v), now, step) for step, v in enumerate(values)]
-    client = MlflowClient()
+    steps = range(len(values)) if steps is None else steps
+    metrics = [Metric(key, float(v), now, step) for step, v in zip(steps, values)]
+    client, run_id = MlflowClient(), mlflow.active_run().info.run_id
     for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
         client.log_batch(run_id, metrics=metrics[start:start + MAX_METRICS_PER_BATCH])
+
+
+def log_training_data(data: Dataset, split_file: str, raw_file: str) -> None:
+    """Lineage: the training rows as an MLflow dataset input (with its digest), and DVC's hash of the raw
+    file (from dvc.lock) as a tag."""
+    dataset = mlflow.data.from_numpy(data.X.numpy(), targets=data.y.numpy(), source=split_file, name="train")
+    mlflow.log_input(dataset, context="training")
+    raw_hash = dvc_hash(raw_file)
+    if raw_hash:
+        mlflow.set_tags({"dvc.raw_data": raw_file, "dvc.raw_data_md5": raw_hash})
+
+
+def dvc_hash(path: str, lock_file: str = "dvc.lock") -> str | None:
+    """The md5 DVC recorded for `path` as a dependency in dvc.lock, if it did."""
+    try:
+        with open(lock_file, encoding="utf-8") as f:
+            lock = yaml.safe_load(f) or {}
+    except OSError:
+        return None
+    for stage in lock.get("stages", {}).values():
+        for dep in stage.get("deps", []):
+            if dep.get("path") == path and "md5" in dep:
+                return dep["md5"]
+    return None
+
+
+use_store()
 
 
 def log_metrics(metrics: Mapping[str, float], step: int = 0) -> None:

@@ -183,19 +183,27 @@ def lbfgs(impl: Implementation, p: TrainParams, record: Callable[[int, Tensor], 
     """torch.optim.LBFGS with a strong-Wolfe line search, one of its iterations per train iteration.
 
     The line search chooses the step, so train.lr is not used. Stops once every gradient component is
-    within train.tol.
+    within train.tol, or when an iteration changes J by less than 1e-9 (torch's own tolerance_change):
+    in float32 the line search can find no lower J before the gradient gets that small.
     """
     # max_eval bounds the line search too: one evaluation at the start of the step, up to 25 in it.
     optimizer = torch.optim.LBFGS(impl.params, lr=1, max_iter=1, max_eval=26, history_size=20,
                                   tolerance_grad=p.tol, tolerance_change=0.0, line_search_fn="strong_wolfe")
     state = optimizer.state[optimizer.param_groups[0]["params"][0]]
+    previous = math.inf
     for t in range(p.iterations):
         done = state.get("n_iter", 0)
-        record(t, optimizer.step(impl.loss_and_grad))
+        loss = optimizer.step(impl.loss_and_grad)
+        record(t, loss)
         if state["n_iter"] == done:  # LBFGS found the gradient within tolerance and did not move
             return True
+        if p.tol and abs(previous - loss.item()) < LBFGS_TOLERANCE_CHANGE:
+            return True
+        previous = loss.item()
     return False
 
+
+LBFGS_TOLERANCE_CHANGE = 1e-9
 
 OPTIMIZERS = {"gd": gradient_descent, "lbfgs": lbfgs, "sgd": stochastic_gradient_descent}
 
@@ -213,11 +221,15 @@ class _Stop(Exception):
     """Raised by `record` when the caller's callback asks to stop."""
 
 
-def fit(X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, params: TrainParams,
-        callback: Callable[[int, float], bool] | None = None) -> Fit:
+Callback = Callable[[int, float, Callable[[], tuple[Tensor, Tensor]]], bool]
+
+
+def fit(X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, params: TrainParams, callback: Callback | None = None
+        ) -> Fit:
     """Minimise J from (W0, b0) with params.impl and params.optimizer. X (n, d), y (n,).
 
-    `callback(iteration, loss)` sees J at the start of every iteration; returning True stops there.
+    `callback(iteration, loss, weights)` sees J at the start of every iteration, and `weights()` gives
+    (W, b) there; returning True stops training.
     """
     check_choices(params)
     impl = IMPLEMENTATIONS[params.impl](X, y, W0, b0, params.l2)
@@ -229,7 +241,7 @@ def fit(X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, params: TrainParams,
             raise TrainingDiverged(f"training diverged at iteration {t}: the loss is {value} with "
                                    f"train.lr={params.lr}; try a smaller train.lr")
         losses.append(value)
-        if callback is not None and callback(t, value):
+        if callback is not None and callback(t, value, impl.weights):
             raise _Stop
 
     try:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
+from torch import Tensor
 
 from softmax_regression.config import TrainParams
 from softmax_regression.dataset import Dataset
@@ -27,11 +30,31 @@ def device_for(name: str) -> torch.device:
     return torch.device(name)
 
 
-def train(data: Dataset, params: TrainParams) -> tuple[Model, Fit]:
+@dataclass
+class Curves:
+    """Log-loss (mean cross-entropy, no penalty) on train and test rows every train.eval_every iterations."""
+
+    iteration: list[int] = field(default_factory=list)
+    train_log_loss: list[float] = field(default_factory=list)
+    test_log_loss: list[float] = field(default_factory=list)
+
+    def add(self, iteration: int, train_log_loss: float, test_log_loss: float) -> None:
+        self.iteration.append(iteration)
+        self.train_log_loss.append(train_log_loss)
+        self.test_log_loss.append(test_log_loss)
+
+    def csv(self) -> str:
+        rows = zip(self.iteration, self.train_log_loss, self.test_log_loss)
+        return "iteration,train_log_loss,test_log_loss\n" + "".join(f"{t},{a!r},{b!r}\n" for t, a, b in rows)
+
+
+def train(data: Dataset, params: TrainParams, test: Dataset | None = None,
+          progress: Callable[[int, float], None] | None = None) -> tuple[Model, Fit, Curves]:
     """Fit with params.impl and params.optimizer from the seeded initial weights.
 
     The data moves to the device once, in the training dtype, standardised (with train-set statistics)
-    when params.standardize is set.
+    when params.standardize is set. With a test set and params.eval_every, the log-loss on both is
+    recorded along the way; `progress(iteration, loss)` is told of every iteration.
     """
     check_choices(params)
     device, dtype = device_for(params.device), DTYPES[params.dtype]
@@ -43,9 +66,28 @@ def train(data: Dataset, params: TrainParams) -> tuple[Model, Fit]:
         mean, scale = torch.zeros(d, dtype=torch.float64), torch.ones(d, dtype=torch.float64)
     X = standardize(data.X, mean, scale, dtype)
     _check_representable(X, data.features, params.dtype)
+    X, y = X.to(device), data.y.to(device)
+    curves = Curves()
+    watch = []
+    if test is not None and params.eval_every:
+        watch = [(X, y), (standardize(test.X, mean, scale, dtype).to(device), test.y.to(device))]
+
+    def record(W: Tensor, b: Tensor, t: int) -> None:
+        with torch.no_grad():
+            curves.add(t, *(objective(Xw, yw, W, b, 0.0).item() for Xw, yw in watch))
+
+    def monitor(t: int, loss: float, weights: Callable[[], tuple[Tensor, Tensor]]) -> bool:
+        if progress is not None:
+            progress(t, loss)
+        if watch and t % params.eval_every == 0:
+            record(*weights(), t)
+        return False
+
     W0, b0 = initial_weights(d, len(data.classes), params.seed, dtype)
-    result = fit(X.to(device), data.y.to(device), W0.to(device), b0.to(device), params)
-    return Model(result.W, result.b, data.features, data.classes, mean, scale), result
+    result = fit(X, y, W0.to(device), b0.to(device), params, callback=monitor)
+    if watch:
+        record(result.W.to(device), result.b.to(device), len(result.losses))  # the final weights
+    return Model(result.W, result.b, data.features, data.classes, mean, scale), result, curves
 
 
 def train_metrics(model: Model, data: Dataset, l2: float) -> dict[str, float]:
@@ -68,6 +110,14 @@ def coefficients_csv(model: Model) -> str:
         writer.writerow([name, *row, mean, scale])
     writer.writerow(["(bias)", *model.b.tolist(), "", ""])
     return out.getvalue()
+
+
+def coefficient_heat_map(model: Model, path: str) -> None:
+    """Weights on standardised features (feature × class): comparable across features, unlike raw units."""
+    from softmax_regression.figures import heat_map
+
+    heat_map(path, model.W.double().numpy(), model.features, model.classes, "Coefficients (standardised features)"
+             if bool((model.scale != 1).any()) else "Coefficients", "class", "feature", centred=True)
 
 
 def _check_representable(X: torch.Tensor, features: list[str], dtype: str) -> None:

@@ -1,0 +1,130 @@
+"""The standard comparison: the three implementations on the same params, as queued DVC experiments run
+two at a time, then one table from their MLflow runs.
+
+    make compare                                   # = python -m softmax_regression.compare
+    python -m softmax_regression.compare -S train.optimizer=lbfgs -S train.tol=1e-5
+
+Every experiment trains (DVC never restores `train` from its run cache), so the wall times are real.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+
+from softmax_regression.cli import run_stage
+from softmax_regression.config import TrackingParams, read_params, section
+from softmax_regression.errors import PipelineError
+
+IMPLEMENTATIONS = ("manual", "autograd", "nn")
+COLUMNS = ("implementation", "final train loss", "train accuracy", "test accuracy", "train time (s)",
+           "MLflow run id")
+
+
+def queue_and_run(name_prefix: str, settings: list[str], jobs: int, timeout: float = 1800) -> list[str]:
+    """Queue one experiment per implementation with the extra `-S` settings, run them; returns the names."""
+    names = []
+    for impl in IMPLEMENTATIONS:
+        name = f"{name_prefix}-{impl}"
+        cmd = ["dvc", "exp", "run", "--queue", "-n", name, "-S", f"train.impl={impl}"]
+        for setting in settings:
+            cmd += ["-S", setting]
+        _dvc(cmd)
+        names.append(name)
+    run_queue(names, jobs, timeout)
+    return names
+
+
+def run_queue(names: list[str], jobs: int, timeout: float) -> None:
+    """Start `jobs` queue workers and wait until every named experiment has ended.
+
+    Not `dvc exp run --run-all -j N`: seen here with DVC 3.67 (and treeverse/dvc#10398), it can wait
+    forever on a worker after the last experiment ends, and workers can stop with tasks still queued,
+    so this watches `dvc queue status` and starts workers again while tasks wait with none active.
+    """
+    _dvc(["dvc", "queue", "start", "-j", str(jobs)])
+    deadline = time.monotonic() + timeout
+    while True:
+        status, active = queue_status()
+        mine = {name: status.get(name, "?") for name in names}
+        if all(state in ("Success", "Failed") for state in mine.values()):
+            break
+        if time.monotonic() > deadline:
+            raise PipelineError(f"experiments still running after {timeout:.0f} s: {mine}")
+        if not active and "Queued" in mine.values():
+            _dvc(["dvc", "queue", "start", "-j", str(jobs)])
+        time.sleep(2)
+    failed = [name for name, state in mine.items() if state == "Failed"]
+    if failed:
+        raise PipelineError(f"experiment {failed[0]} failed; `dvc queue logs {failed[0]}` says why")
+
+
+def queue_status() -> tuple[dict[str, str], int]:
+    """Each queued task's name and status, and the number of active workers, from `dvc queue status`."""
+    lines = subprocess.run(["dvc", "queue", "status"], capture_output=True, text=True).stdout.splitlines()
+    status = {}
+    for line in lines[1:]:
+        words = line.split()
+        if len(words) >= 4 and not line.startswith("Worker status"):
+            status[words[1]] = words[-1]
+    worker = next((line for line in lines if line.startswith("Worker status:")), "Worker status: 0 active")
+    return status, int(worker.split(":")[1].split()[0])
+
+
+def table(names: list[str], experiment: str) -> list[tuple[str, ...]]:
+    """One row per experiment, from the MLflow run tagged with its name."""
+    from mlflow.tracking import MlflowClient
+
+    from softmax_regression import tracking
+
+    client = MlflowClient(tracking_uri=tracking.tracking_uri())
+    experiment_id = tracking.experiment_id(experiment)
+    rows = []
+    for name in names:
+        runs = client.search_runs([experiment_id], filter_string=f"tags.`dvc.exp_name` = '{name}'",
+                                  order_by=["attributes.start_time DESC"], max_results=1)
+        if not runs:
+            raise PipelineError(f"experiment {name} made no MLflow run; `dvc queue logs {name}` says why")
+        run = runs[0]
+        m = run.data.metrics
+        rows.append((run.data.params.get("train.impl", "?"), _fmt(m.get("train_loss_final"), ".6f"),
+                     _fmt(m.get("train_accuracy"), ".4f"), _fmt(m.get("test_accuracy"), ".4f"),
+                     _fmt(m.get("train_seconds"), ".2f"), run.info.run_id))
+    return rows
+
+
+def render(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(str(r[i])) for r in [COLUMNS, *rows]) for i in range(len(COLUMNS))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in [COLUMNS, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m softmax_regression.compare", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-S", "--set-param", action="append", default=[], metavar="KEY=VALUE",
+                        help="a params.yaml setting shared by the three experiments, as for dvc exp run -S")
+    parser.add_argument("-j", "--jobs", type=int, default=2, help="experiments at once (default: %(default)s)")
+    args = parser.parse_args(argv)
+    experiment = section(read_params(), "tracking", TrackingParams).experiment
+    names = queue_and_run(f"cmp-{time.strftime('%Y%m%d-%H%M%S')}", args.set_param, args.jobs)
+    print(render(table(names, experiment)))
+
+
+def _dvc(cmd: list[str]) -> None:
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        last = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:] or ["(no output)"]
+        raise PipelineError(f"`{' '.join(cmd)}` failed: {last[0]}")
+    print(result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "", file=sys.stderr)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,172 @@
+"""Experiments people can compare, under the real tools: a queued grid run two at a time on a fresh store,
+the comparison table, run-cache restores, the served model, predict, and a real MLflow tracking server."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import IRIS, copy_repo, run, tool_env
+
+
+def client(repo: Path):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+
+
+def runs_of(repo: Path) -> list:
+    c = client(repo)
+    experiment = c.get_experiment_by_name("softmax-regression")
+    return c.search_runs([experiment.experiment_id]) if experiment else []
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """A fresh copy with no MLflow store yet, then `python -m softmax_regression.compare` (2 workers)."""
+    repo = copy_repo(tmp_path_factory.mktemp("compare"))
+    assert not (repo / "mlflow.db").exists()
+    result = run([sys.executable, "-m", "softmax_regression.compare"], repo, timeout=600)
+    return repo, result
+
+
+def test_compare_prints_one_row_per_implementation(compared):
+    repo, result = compared
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].split() == ["implementation", "final", "train", "loss", "train", "accuracy", "test",
+                                "accuracy", "train", "time", "(s)", "MLflow", "run", "id"]
+    rows = [line.split() for line in lines[2:]]
+    assert [r[0] for r in rows] == ["manual", "autograd", "nn"]
+    losses = [float(r[1]) for r in rows]
+    assert max(losses) - min(losses) <= 1e-5, "the three implementations minimise one objective"
+    assert all(float(r[3]) >= 0.9 for r in rows)
+    run_ids = {r[5] for r in rows}
+    assert {r.info.run_id for r in runs_of(repo)} >= run_ids
+
+
+def test_two_workers_on_a_new_store_make_exactly_one_finished_run_per_experiment(compared):
+    repo, _ = compared
+    runs = runs_of(repo)
+    names = sorted(r.data.tags.get("dvc.exp_name", "") for r in runs)
+    assert len(runs) == 3 and len(set(names)) == 3 and all(name.startswith("cmp-") for name in names), names
+    assert all(r.info.status == "FINISHED" and "test_accuracy" in r.data.metrics for r in runs)
+    for r in runs:  # queued runs happen in a temporary copy; their artifacts must live under the real root
+        assert r.info.artifact_uri.startswith((repo / "mlruns").as_uri()), r.info.artifact_uri
+        paths = {a.path for a in client(repo).list_artifacts(r.info.run_id, "weights")}
+        assert "weights/coefficients.png" in paths
+        assert "evaluation/confusion.png" in {a.path for a in client(repo).list_artifacts(r.info.run_id,
+                                                                                           "evaluation")}
+        assert len(client(repo).get_metric_history(r.info.run_id, "train_loss")) == 250
+        assert len(client(repo).get_metric_history(r.info.run_id, "log_loss/test")) == 26  # every 10, and the end
+        assert r.data.tags["dvc.raw_data"] == "data/Iris.csv" and len(r.data.tags["dvc.raw_data_md5"]) == 32
+        inputs = client(repo).get_run(r.info.run_id).inputs.dataset_inputs
+        assert inputs and inputs[0].dataset.digest and inputs[0].tags[0].value == "training"
+
+
+def test_the_run_id_is_a_column_of_exp_show(compared):
+    repo, _ = compared
+    shown = run(["dvc", "exp", "show", "--csv"], repo).stdout
+    header = shown.splitlines()[0].split(",")
+    assert "run_id" in header, header
+    column = header.index("run_id")
+    ids = {line.split(",")[column] for line in shown.splitlines()[1:]}
+    assert {r.info.run_id for r in runs_of(repo)} <= ids
+
+
+def test_a_grid_queues_one_experiment_per_value(compared):
+    repo, _ = compared
+    run(["dvc", "exp", "run", "--queue", "-S", "train.lr=0.05,0.1,0.2"], repo)
+    status = run(["dvc", "queue", "status"], repo).stdout
+    assert status.count("Queued") == 3, status
+    run(["dvc", "queue", "remove", "--queued"], repo)
+
+
+def test_served_model_predicts_probabilities_for_every_implementation(compared, tmp_path):
+    repo, _ = compared
+    rows = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
+    (tmp_path / "input.json").write_text(json.dumps({"inputs": rows}))
+    for r in runs_of(repo):
+        out = run(["mlflow", "models", "predict", "-m", f"runs:/{r.info.run_id}/model", "-i",
+                   str(tmp_path / "input.json"), "-t", "json", "--env-manager", "local"], repo,
+                  env=tool_env(MLFLOW_TRACKING_URI=f"sqlite:///{repo / 'mlflow.db'}"))
+        P = np.array(json.loads(out.stdout.strip().splitlines()[-1])["predictions"])
+        assert P.shape == (2, 3) and np.allclose(P.sum(axis=1), 1, atol=1e-5), (r.data.params["train.impl"], P)
+        assert P.argmax(axis=1).tolist() == [0, 2]
+
+
+def test_predict_applies_the_model_to_a_new_csv(compared, tmp_path):
+    repo, _ = compared
+    name = next(r.data.tags["dvc.exp_name"] for r in runs_of(repo) if r.data.params["train.impl"] == "nn")
+    run(["dvc", "exp", "apply", name], repo)  # the experiment's model into the workspace
+    table = pd.read_csv(IRIS).sample(frac=1, random_state=0)
+    shuffled = table[["Species", "PetalWidthCm", "Id", "SepalLengthCm", "PetalLengthCm", "SepalWidthCm"]]
+    shuffled.assign(extra="ignored").to_csv(tmp_path / "new.csv", index=False)
+    out = tmp_path / "pred.csv"
+    run([sys.executable, "-m", "softmax_regression.predict", str(tmp_path / "new.csv"), "--output", str(out)], repo)
+    predictions = pd.read_csv(out)
+    assert list(predictions.columns) == ["predicted", "p(Iris-setosa)", "p(Iris-versicolor)", "p(Iris-virginica)"]
+    assert np.allclose(predictions.iloc[:, 1:].sum(axis=1), 1, atol=1e-5)
+    assert (predictions["predicted"].to_numpy() == shuffled["Species"].to_numpy()).mean() >= 0.9
+
+    shuffled.drop(columns="PetalWidthCm").to_csv(tmp_path / "short.csv", index=False)
+    bad = run([sys.executable, "-m", "softmax_regression.predict", str(tmp_path / "short.csv")], repo, check=False)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().startswith("error: ") and "feature column 'PetalWidthCm' of the model is missing" \
+        in bad.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rest(uri: str, path: str, body: dict | None = None) -> dict:
+    request = urllib.request.Request(f"{uri}/api/2.0/mlflow/{path}", method="POST" if body else "GET",
+                                     data=json.dumps(body).encode() if body else None,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_pipeline_against_a_real_tracking_server(tmp_path):
+    repo = copy_repo(tmp_path / "repo")
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(["mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                               "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+                               "--artifacts-destination", str(tmp_path / "server-artifacts")],
+                              env=tool_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{uri}/health", timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, "mlflow server did not start"
+                time.sleep(0.5)
+        run(["dvc", "repro"], repo, env=tool_env(MLFLOW_TRACKING_URI=uri))
+        assert not (repo / "mlflow.db").exists(), "nothing goes to the local store when a server is set"
+        run_id = json.loads((repo / "models/mlflow_run.json").read_text())["run_id"]
+        found = rest(uri, f"runs/get?run_id={run_id}")["run"]
+        assert found["info"]["status"] == "FINISHED"
+        metrics = {m["key"]: m["value"] for m in found["data"]["metrics"]}
+        assert metrics["test_accuracy"] >= 0.9
+        history = rest(uri, f"metrics/get-history?run_id={run_id}&metric_key=train_loss&max_results=1000")
+        assert sorted(m["step"] for m in history["metrics"]) == list(range(250))
+        files = rest(uri, f"artifacts/list?run_id={run_id}&path=weights")["files"]
+        assert {f["path"] for f in files} >= {"weights/model.safetensors", "weights/coefficients.csv"}
+        assert (tmp_path / "server-artifacts").is_dir(), "artifacts went through the server to its destination"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
