@@ -121,10 +121,16 @@ def create_run(experiment: str, run_name: str, params: Mapping[str, Any]) -> str
 
 @contextmanager
 def active_run(run_id: str) -> Iterator[None]:
-    """Make the run active for the block; it ends FINISHED, or FAILED with the error as a tag."""
-    mlflow.set_tracking_uri(tracking_uri())
-    with mlflow.start_run(run_id=run_id), failing_marks_run(run_id):
-        yield
+    """Make the run active for the block; it ends FINISHED, or FAILED (KILLED on Ctrl-C or SIGTERM) with
+    the error as a tag. (Not `with mlflow.start_run()`: on the way out it would turn KILLED into FAILED.)"""
+    mlflow.start_run(run_id=run_id)
+    try:
+        with failing_marks_run(run_id):
+            yield
+    finally:
+        if mlflow.active_run() is not None:
+            status = MlflowClient().get_run(run_id).info.status
+            mlflow.end_run(status if status in ("FAILED", "KILLED") else "FINISHED")
 
 
 def find_run(run_id: str) -> Run | None:
