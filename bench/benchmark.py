@@ -2,8 +2,8 @@
 against the floor of the matrix products one epoch needs; and `dvc repro` on Iris against the floor of
 starting Python. Prints a table and writes it as JSON.
 
-    python bench/benchmark.py                      # n = 1e4, 1e5, 1e6 (about 8 minutes on 2 cores)
-    python bench/benchmark.py --sizes 10000 --budget 10 --json /tmp/quick.json
+    python bench/benchmark.py                      # n = 1e4, 1e5, 1e6 (about 9 minutes on 2 cores)
+    python bench/benchmark.py --sizes 10000 --budget 5 --skip-dvc --stage-rows 0 --json /tmp/quick.json
 
 Timings are wall-clock on a shared machine: read them as ratios measured side by side in one run.
 """
@@ -169,12 +169,55 @@ def warm_up() -> None:
             fit(X, y, W0, b0, TrainParams(impl=impl, optimizer=optimizer, iterations=3, lr=0.1, l2=L2, seed=0))
 
 
+def stage_memory(rows: int) -> dict:
+    """Peak RSS of ingest, split and train on a synthetic CSV of `rows` × 100 features, in a copy of the
+    repository, against the size of the feature matrix in float64 (one "copy")."""
+    import pyarrow as pa
+    import pyarrow.csv as pv
+    import yaml
+
+    X, y = synthetic(rows, seed=2)
+    matrix_mb = rows * FEATURES * 8 / 2**20
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "PYTHONPATH": "src"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    out = {"rows": rows, "feature_matrix_float64_mb": matrix_mb}
+    with tempfile.TemporaryDirectory() as tmp:
+        clone = Path(tmp) / "clone"
+        subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+        table = pa.table({**{f"x{j}": X[:, j].numpy() for j in range(FEATURES)},
+                          "label": pa.array([f"c{v}" for v in y.tolist()])})
+        start = time.perf_counter()
+        pv.write_csv(table, clone / "data" / "big.csv")
+        out["csv_mb"] = (clone / "data" / "big.csv").stat().st_size / 2**20
+        out["csv_write_s"] = time.perf_counter() - start
+        del X, y, table
+        params = yaml.safe_load((clone / "params.yaml").read_text())
+        params["ingest"].update(path="data/big.csv", label="label", drop=[])
+        params["train"].update(optimizer="lbfgs", iterations=30, eval_every=0)
+        (clone / "params.yaml").write_text(yaml.safe_dump(params))
+        for stage in ("ingest", "split", "train"):
+            measure = ("import resource, subprocess, sys; subprocess.run([sys.executable, sys.argv[1]], check=True); "
+                       "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+            start = time.perf_counter()
+            result = subprocess.run([sys.executable, "-c", measure, f"stages/{stage}.py"], cwd=clone, env=env,
+                                    capture_output=True, text=True, check=True)
+            peak_mb = int(result.stdout.strip().splitlines()[-1]) / 1024
+            out[stage] = {"seconds": time.perf_counter() - start, "peak_rss_mb": peak_mb,
+                          "copies_of_matrix": peak_mb / matrix_mb}
+            print(f"stage {stage}: {out[stage]['seconds']:.1f} s, peak RSS {peak_mb:.0f} MB = "
+                  f"{peak_mb / matrix_mb:.2f} × the float64 feature matrix", flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--budget", type=float, default=10.0, help="seconds per run before giving up")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results.json")
     parser.add_argument("--skip-dvc", action="store_true", help="skip the dvc repro timing on Iris")
+    parser.add_argument("--stage-rows", type=int, default=1_000_000,
+                        help="rows of the CSV for the stages' peak memory (0: skip)")
     args = parser.parse_args()
     torch.manual_seed(0)
 
@@ -199,9 +242,11 @@ def main() -> None:
               "rows": [asdict(r) for r in rows], "ratios": summary}
     if not args.skip_dvc:
         report["iris_dvc_repro"] = dvc_repro_timing()
+    if args.stage_rows:
+        report["stage_memory"] = stage_memory(args.stage_rows)
     print()
-    print(json.dumps({"ratios": summary, **({"iris_dvc_repro": report["iris_dvc_repro"]}
-                                            if "iris_dvc_repro" in report else {})}, indent=2))
+    print(json.dumps({key: report[key] for key in ("ratios", "iris_dvc_repro", "stage_memory") if key in report},
+                     indent=2))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten to {args.json}")

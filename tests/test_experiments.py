@@ -82,6 +82,15 @@ def test_the_run_id_is_a_column_of_exp_show(compared):
     assert {r.info.run_id for r in runs_of(repo)} <= ids
 
 
+def test_plots_diff_overlays_the_loss_of_each_experiment(compared):
+    repo, _ = compared
+    names = sorted(r.data.tags["dvc.exp_name"] for r in runs_of(repo))
+    plots = json.loads(run(["dvc", "plots", "diff", *names, "--json"], repo).stdout)["data"]
+    curves = plots["Training loss"][0]["content"]["data"]["values"]
+    assert {point["rev"] for point in curves} == set(names)
+    assert len(curves) == 3 * 250
+
+
 def test_a_grid_queues_one_experiment_per_value(compared):
     repo, _ = compared
     run(["dvc", "exp", "run", "--queue", "-S", "train.lr=0.05,0.1,0.2"], repo)

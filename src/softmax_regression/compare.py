@@ -10,6 +10,8 @@ Every experiment trains (DVC never restores `train` from its run cache), so the 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -40,30 +42,54 @@ def queue_and_run(name_prefix: str, settings: list[str], jobs: int, timeout: flo
 def run_queue(names: list[str], jobs: int, timeout: float) -> None:
     """Start `jobs` queue workers and wait until every named experiment has ended.
 
-    Not `dvc exp run --run-all -j N`: seen here with DVC 3.67 (and treeverse/dvc#10398), it can wait
-    forever on a worker after the last experiment ends, and workers can stop with tasks still queued,
-    so this watches `dvc queue status` and starts workers again while tasks wait with none active.
+    Neither `dvc exp run --run-all -j N` nor `dvc queue start` is waited on: seen here with DVC 3.67
+    (and treeverse/dvc#10398), either can hang after the last experiment ends, and workers can stop with
+    tasks still queued. So this watches `dvc queue status`, starts workers again while tasks wait with
+    none active, and stops the workers once the experiments have ended.
     """
-    _dvc(["dvc", "queue", "start", "-j", str(jobs)])
+    starter = _start_workers(jobs)
     deadline = time.monotonic() + timeout
-    while True:
-        status, active = queue_status()
-        mine = {name: status.get(name, "?") for name in names}
-        if all(state in ("Success", "Failed") for state in mine.values()):
-            break
-        if time.monotonic() > deadline:
-            raise PipelineError(f"experiments still running after {timeout:.0f} s: {mine}")
-        if not active and "Queued" in mine.values():
-            _dvc(["dvc", "queue", "start", "-j", str(jobs)])
-        time.sleep(2)
+    try:
+        while True:
+            status, active = queue_status()
+            mine = {name: status.get(name, "?") for name in names}
+            if all(state in ("Success", "Failed") for state in mine.values()):
+                break
+            if time.monotonic() > deadline:
+                raise PipelineError(f"experiments still running after {timeout:.0f} s: {mine}")
+            if not active and "Queued" in mine.values() and starter.poll() is not None:
+                starter = _start_workers(jobs)
+            time.sleep(2)
+    finally:
+        _stop_workers(starter)
     failed = [name for name, state in mine.items() if state == "Failed"]
     if failed:
         raise PipelineError(f"experiment {failed[0]} failed; `dvc queue logs {failed[0]}` says why")
 
 
+def _start_workers(jobs: int) -> subprocess.Popen:
+    return subprocess.Popen(["dvc", "queue", "start", "-j", str(jobs)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def _stop_workers(starter: subprocess.Popen) -> None:
+    """Ask the workers to stop; end the starter if it is still waiting on them."""
+    try:
+        subprocess.run(["dvc", "queue", "stop"], capture_output=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pass
+    if starter.poll() is None:
+        os.killpg(starter.pid, signal.SIGTERM)
+        starter.wait(timeout=30)
+
+
 def queue_status() -> tuple[dict[str, str], int]:
     """Each queued task's name and status, and the number of active workers, from `dvc queue status`."""
-    lines = subprocess.run(["dvc", "queue", "status"], capture_output=True, text=True).stdout.splitlines()
+    try:
+        lines = subprocess.run(["dvc", "queue", "status"], capture_output=True, text=True,
+                               timeout=120).stdout.splitlines()
+    except subprocess.TimeoutExpired:
+        return {}, 0
     status = {}
     for line in lines[1:]:
         words = line.split()
