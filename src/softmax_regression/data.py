@@ -42,15 +42,17 @@ def read_raw(path: str | Path, label: str, drop: tuple[str, ...] = (), delimiter
     features = [c for c in df.columns if c != label]
     if not features:
         raise DataError(f"{path}: no feature columns left besides the label {label!r} (check ingest.drop)")
-    clean = pd.DataFrame({c: _numeric_column(path, df[c]) for c in features})
+    clean = pd.DataFrame({c: _numeric_column(path, df.pop(c)) for c in features})  # pop: one copy at a time
     clean[label] = df[label].astype("str").str.strip().where(df[label].notna())
+    del df
     incomplete = clean.isna().any(axis=1).to_numpy()
     if missing == "error":
         for column in clean.columns:
             what = "missing labels" if column == label else "missing values"
             _check_present(path, column, clean[column].isna().to_numpy(), what,
                            hint="; to drop such rows, set ingest.missing: drop")
-    clean = clean[~incomplete].reset_index(drop=True)
+    if incomplete.any():  # a filtered copy only when there is something to drop
+        clean = clean[~incomplete].reset_index(drop=True)
     clean.attrs["dropped_rows"] = int(incomplete.sum())
     if clean.empty:
         raise DataError(f"{path}: every row has a missing value; nothing is left to train on")
