@@ -123,7 +123,7 @@ def table(names: list[str], experiment: str) -> list[tuple[str, ...]]:
 
 def render(rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(str(r[i])) for r in [COLUMNS, *rows]) for i in range(len(COLUMNS))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in [COLUMNS, *rows]]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [COLUMNS, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
