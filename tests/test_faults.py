@@ -14,7 +14,7 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from conftest import ROOT, copy_repo, run, tool_env
+from conftest import copy_repo, run, tool_env
 
 DETERMINISTIC_OUTPUTS = ["data/interim/dataset.parquet", "data/split/train.parquet", "data/split/test.parquet",
                          "data/split/classes.json", "models/model.safetensors", "models/coefficients.csv",

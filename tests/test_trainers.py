@@ -31,7 +31,7 @@ def fit_all(X, y, n_classes, **changes):
 def assert_pair_agrees(fits, a, b, atol):
     for field in ("losses", "W", "b"):
         torch.testing.assert_close(getattr(fits[a], field), getattr(fits[b], field), rtol=0, atol=atol,
-                                   msg=lambda m: f"{field}, {a} vs {b}: {m}")
+                                   msg=lambda m, field=field: f"{field}, {a} vs {b}: {m}")
 
 
 @pytest.mark.parametrize("a,b", PAIRS, ids=PAIR_IDS)

@@ -82,7 +82,6 @@ def check_reachable(timeout: float = 5.0) -> None:
 
 def experiment_id(name: str) -> str:
     """The experiment's id, creating the store and the experiment if need be, once, under a file lock."""
-    mlflow.set_tracking_uri(tracking_uri())
     root = repo_root()
     with FileLock(root / "mlflow.db.lock"):
         client = MlflowClient()
@@ -135,7 +134,6 @@ def active_run(run_id: str) -> Iterator[None]:
 
 def find_run(run_id: str) -> Run | None:
     """The run, or None when it is not in the current store."""
-    mlflow.set_tracking_uri(tracking_uri())
     try:
         return MlflowClient().get_run(run_id)
     except MlflowException as e:
