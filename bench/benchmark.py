@@ -1,9 +1,10 @@
 """Benchmark: how fast each implementation and optimizer reaches the optimum, against scikit-learn and
-against the floor of the matrix products one epoch needs; and `dvc repro` on Iris against the floor of
-starting Python. Prints a table and writes it as JSON.
+against the floor of the matrix products one epoch needs; training on 1 and 2 ranks (train.world_size);
+and `dvc repro` on Iris against the floor of starting Python. Prints a table and writes it as JSON.
 
     python bench/benchmark.py                      # n = 1e4, 1e5, 1e6 (about 9 minutes on 2 cores)
-    python bench/benchmark.py --sizes 10000 --budget 5 --skip-dvc --stage-rows 0 --json /tmp/quick.json
+    python bench/benchmark.py --sizes 10000 --budget 5 --skip-dvc --stage-rows 0 --parallel-rows 0 \
+        --json /tmp/quick.json
 
 Timings are wall-clock on a shared machine: read them as ratios measured side by side in one run.
 """
@@ -25,8 +26,10 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from softmax_regression.config import TrainParams
+from softmax_regression.distributed import launch
 from softmax_regression.model import initial_weights, objective
 from softmax_regression.trainers import IMPLEMENTATIONS, OPTIMIZERS, fit
+from softmax_regression.training import train_shard
 
 ROOT = Path(__file__).resolve().parents[1]
 FEATURES, CLASSES, L2, TARGET = 100, 10, 1e-3, 1e-5
@@ -208,6 +211,50 @@ def stage_memory(rows: int) -> dict:
     return out
 
 
+def data_parallel(rows: int, iterations: int) -> dict:
+    """The train stage's work (`train_shard`, reading the shard included) on 1 and 2 ranks, `rows` training
+    rows × 100 features, `iterations` of gd and of lbfgs: training seconds per iteration on rank 0's clock,
+    and the wall time of the whole launch (processes started, shards read, training, result back)."""
+    import pandas as pd
+
+    from softmax_regression.data import write_parquet
+    from softmax_regression.files import write_json
+
+    X, y = synthetic(rows + rows // 4, seed=3)
+    out: dict = {"train_rows": rows, "iterations": iterations, "cpus": os.cpu_count(), "runs": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        table = pd.DataFrame(X.double().numpy(), columns=[f"x{j}" for j in range(FEATURES)]).assign(label=y.numpy())
+        del X, y
+        write_parquet(table.iloc[:rows], folder / "train.parquet")
+        write_parquet(table.iloc[rows:], folder / "test.parquet")
+        write_json(folder / "classes.json", {"label": "label", "classes": {f"c{c}": c for c in range(CLASSES)}})
+        del table
+        files = (folder / "train.parquet", folder / "test.parquet", folder / "classes.json")
+        for optimizer in ("gd", "lbfgs"):
+            for impl in sorted(IMPLEMENTATIONS):
+                for world_size in (1, 2):
+                    params = TrainParams(impl=impl, optimizer=optimizer, iterations=iterations,
+                                         lr=LEARNING_RATES[optimizer], l2=L2, seed=0, eval_every=0,
+                                         world_size=world_size)
+                    start = time.perf_counter()
+                    trained = launch(world_size, torch.device("cpu"), train_shard, params, *files)
+                    run = {"impl": impl, "optimizer": optimizer, "world_size": world_size,
+                           "train_s_per_iteration": trained.seconds / iterations,
+                           "wall_s": time.perf_counter() - start, "final_loss": trained.fit.losses[-1].item()}
+                    out["runs"].append(run)
+                    print(f"{rows:>9}  {impl}+{optimizer} on {world_size} rank{'s' if world_size > 1 else ''}: "
+                          f"{1000 * run['train_s_per_iteration']:.0f} ms per iteration, launch {run['wall_s']:.1f} s, "
+                          f"final J {run['final_loss']:.8f}", flush=True)
+    by = {(r["impl"], r["optimizer"], r["world_size"]): r for r in out["runs"]}
+    out["speedup_2_over_1"] = {f"{impl}+{opt}": {
+        "training": by[impl, opt, 1]["train_s_per_iteration"] / by[impl, opt, 2]["train_s_per_iteration"],
+        "wall": by[impl, opt, 1]["wall_s"] / by[impl, opt, 2]["wall_s"],
+        "final_loss_difference": abs(by[impl, opt, 1]["final_loss"] - by[impl, opt, 2]["final_loss"])}
+        for impl, opt, _ in by}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
@@ -216,6 +263,9 @@ def main() -> None:
     parser.add_argument("--skip-dvc", action="store_true", help="skip the dvc repro timing on Iris")
     parser.add_argument("--stage-rows", type=int, default=1_000_000,
                         help="rows of the CSV for the stages' peak memory (0: skip)")
+    parser.add_argument("--parallel-rows", type=int, default=1_000_000,
+                        help="training rows for 1 rank against 2 (0: skip)")
+    parser.add_argument("--parallel-iterations", type=int, default=20)
     args = parser.parse_args()
     torch.manual_seed(0)
 
@@ -240,11 +290,15 @@ def main() -> None:
               "rows": [asdict(r) for r in rows], "ratios": summary}
     if not args.skip_dvc:
         report["iris_dvc_repro"] = dvc_repro_timing()
+    if args.parallel_rows:
+        report["data_parallel"] = data_parallel(args.parallel_rows, args.parallel_iterations)
     if args.stage_rows:
         report["stage_memory"] = stage_memory(args.stage_rows)
     print()
-    print(json.dumps({key: report[key] for key in ("ratios", "iris_dvc_repro", "stage_memory") if key in report},
-                     indent=2))
+    summary_keys = ("ratios", "iris_dvc_repro", "stage_memory")
+    print(json.dumps({key: report[key] for key in summary_keys if key in report}, indent=2))
+    if "data_parallel" in report:
+        print(json.dumps({"data_parallel_speedup_2_over_1": report["data_parallel"]["speedup_2_over_1"]}, indent=2))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten to {args.json}")

@@ -1,14 +1,15 @@
-"""train: fit softmax regression with train.impl and train.optimizer, write the model, record the MLflow run."""
+"""train: fit softmax regression with train.impl and train.optimizer on train.world_size ranks, write the
+model, record the MLflow run."""
 
-import time
-
-from softmax_regression.cli import Progress, run_stage
+from softmax_regression.cli import run_stage
 from softmax_regression.config import TrackingParams, TrainParams, flatten, read_params, section
 from softmax_regression.dataset import read_dataset
+from softmax_regression.distributed import launch, torchrun_rank
 from softmax_regression.files import write_json, write_text
 from softmax_regression.model import write_model
 from softmax_regression.trainers import check_choices
-from softmax_regression.training import coefficient_heat_map, coefficients_csv, device_for, train, train_metrics
+from softmax_regression.training import (check_world_size, coefficient_heat_map, coefficients_csv, device_for,
+                                         train_shard)
 
 TRAIN, TEST, CLASSES = "data/split/train.parquet", "data/split/test.parquet", "data/split/classes.json"
 MODEL, COEFFICIENTS, RUN = "models/model.safetensors", "models/coefficients.csv", "models/mlflow_run.json"
@@ -21,25 +22,23 @@ def main() -> None:
     params = section(all_params, "train", TrainParams)
     experiment = section(all_params, "tracking", TrackingParams).experiment
     check_choices(params)  # unknown names and devices fail here, before any work
-    device_for(params.device)
+    device = device_for(params.device)
+    here = torchrun_rank(params.world_size)
+    if here is not None and not here.leader:  # one of several ranks under torchrun: rank 0 reports
+        launch(params.world_size, device, train_shard, params, TRAIN, TEST, CLASSES)
+        return
 
     from softmax_regression import tracking  # imports mlflow: seconds, so only once the params are good
 
     tracking.check_reachable()
-    data = read_dataset(TRAIN, CLASSES)
-    test = read_dataset(TEST, CLASSES, features=data.features)
+    check_world_size(params.world_size, TRAIN)
+    example = read_dataset(TRAIN, CLASSES, rows=(0, 5))  # for the model's signature
     run_name = f"{params.impl}+{params.optimizer} lr={params.lr} l2={params.l2} it={params.iterations}"
     run_id = tracking.create_run(experiment, run_name, flatten(all_params))
     with tracking.active_run(run_id):
-        tracking.log_training_data(data, TRAIN, all_params["ingest"]["path"])
-        progress = Progress("train", params.iterations)
-        start = time.perf_counter()
-        model, result, curves = train(data, params, test, progress)
-        seconds = time.perf_counter() - start
-        progress.close()
-        losses = result.losses
-        metrics = train_metrics(model, data, params.l2) | {"iterations_run": len(losses),
-                                                            "converged": int(result.converged)}
+        tracking.log_training_data(TRAIN, example.features, example.label, all_params["ingest"]["path"])
+        trained = launch(params.world_size, device, train_shard, params, TRAIN, TEST, CLASSES)
+        model, losses, curves, metrics = trained.model, trained.fit.losses, trained.curves, trained.metrics
         write_model(MODEL, model)
         write_text(COEFFICIENTS, coefficients_csv(model))
         coefficient_heat_map(model, HEAT_MAP)
@@ -52,11 +51,13 @@ def main() -> None:
         tracking.log_series("train_loss", losses.tolist())
         tracking.log_series("log_loss/train", curves.train_log_loss, curves.iteration)
         tracking.log_series("log_loss/test", curves.test_log_loss, curves.iteration)
-        tracking.log_metrics(metrics | {"train_seconds": seconds}, step=len(losses))
+        tracking.log_metrics(metrics | {"train_seconds": trained.seconds}, step=len(losses))
         tracking.log_artifacts([MODEL, COEFFICIENTS, HEAT_MAP], "weights")
-        tracking.log_model(model, data.X[:5])
-    print(f"train: {params.impl}+{params.optimizer}, {len(losses)} iterations in {seconds:.2f} s, train accuracy "
-          f"{metrics['train_accuracy']:.4f}, final loss {metrics['train_loss_final']:.6f}; MLflow run {run_id}")
+        tracking.log_model(model, example.X)
+    ranks = "" if params.world_size == 1 else f" on {params.world_size} ranks"
+    print(f"train: {params.impl}+{params.optimizer}, {len(losses)} iterations{ranks} in "
+          f"{trained.seconds:.2f} s, train accuracy {metrics['train_accuracy']:.4f}, "
+          f"final loss {metrics['train_loss_final']:.6f}; MLflow run {run_id}")
 
 
 if __name__ == "__main__":

@@ -84,6 +84,7 @@ CASES = [
     ("no iterations", None, {"train.iterations": 0}, "train", r"train\.iterations must be an integer >= 1, got 0"),
     ("negative l2", None, {"train.l2": -1}, "train", r"train\.l2 must be a number >= 0, got -1\.0"),
     ("misspelt key", None, {"train.lrate": 0.1}, "train", r"unknown key train\.lrate"),
+    ("no ranks", None, {"train.world_size": 0}, "train", r"train\.world_size must be an integer >= 1, got 0"),
 ]
 
 

@@ -170,3 +170,41 @@ def test_optimizer_options_work_through_exp_run(repo):
     found = client.get_run(run_id_of(repo))
     assert found.data.params["train.optimizer"] == "lbfgs" and found.info.run_name.split(": ", 1)[1].startswith(
         "manual+lbfgs")
+
+
+def test_two_ranks_through_exp_run_give_the_numbers_of_one(repo):
+    """`dvc exp run -S train.world_size=2` against the module's first run (manual, gd, one process), read
+    back from MLflow: the loss at every iteration and the weights within 1e-5, one new run."""
+    mlflow, client = mlflow_client(repo)
+    experiment = client.get_experiment_by_name("softmax-regression").experiment_id
+    runs = client.search_runs([experiment], order_by=["attributes.start_time ASC"])
+    first = runs[0]
+    assert first.data.params["train.world_size"] == "1" and first.data.params["train.optimizer"] == "gd"
+    result = run(["dvc", "exp", "run", "-S", "train.world_size=2", "-S", "train.impl=manual",
+                  "-S", "train.optimizer=gd", "-S", "train.tol=0", "-S", "train.iterations=250"], repo)
+    assert "on 2 ranks" in result.stdout
+
+    after = client.search_runs([experiment], order_by=["attributes.start_time ASC"])
+    assert len(after) == len(runs) + 1, "one MLflow run for two ranks"
+    two = client.get_run(run_id_of(repo))
+    assert two.info.status == "FINISHED" and two.data.params["train.world_size"] == "2"
+
+    def losses(run_id):
+        history = client.get_metric_history(run_id, "train_loss")
+        return [m.value for m in sorted(history, key=lambda m: m.step)]
+
+    assert len(losses(two.info.run_id)) == 250
+    np.testing.assert_allclose(losses(two.info.run_id), losses(first.info.run_id), rtol=0, atol=1e-5)
+    weights = {}
+    for found in (first, two):
+        path = mlflow.artifacts.download_artifacts(f"runs:/{found.info.run_id}/weights/model.safetensors")
+        weights[found.info.run_id] = read_model(path)
+    a, b = weights[first.info.run_id], weights[two.info.run_id]
+    for field in ("W", "b"):
+        torch.testing.assert_close(getattr(b, field), getattr(a, field), rtol=0, atol=1e-5)
+    torch.testing.assert_close(b.mean, a.mean, rtol=1e-12, atol=0)
+    assert two.data.metrics["test_accuracy"] == first.data.metrics["test_accuracy"]
+    final = [r.data.metrics["train_loss_final"] for r in (first, two)]
+    assert final[1] == pytest.approx(final[0], abs=1e-6)
+    inputs = [client.get_run(r.info.run_id).inputs.dataset_inputs[0].dataset.digest for r in (first, two)]
+    assert inputs[0] == inputs[1], "the same training file, whatever the number of ranks reading it"

@@ -26,7 +26,17 @@ COLUMNS = ("implementation", "final train loss", "train accuracy", "test accurac
 
 
 def queue_and_run(name_prefix: str, settings: list[str], jobs: int, timeout: float = 1800) -> list[str]:
-    """Queue one experiment per implementation with the extra `-S` settings, run them; returns the names."""
+    """Queue one experiment per implementation with the extra `-S` settings, run them; returns the names.
+
+    ingest and split, the same for the three, run once here first, so that the experiments find their
+    outputs in DVC's cache: DVC 3.67's workers building one stage's outputs at the same time can fail
+    ("unable to remove … without a confirmation"). When a setting changes ingest or split, the
+    experiments run one at a time instead.
+    """
+    if any(setting.startswith(("ingest.", "split.")) for setting in settings):
+        jobs = 1
+    else:
+        _dvc(["dvc", "repro", "split"])
     names = []
     for impl in IMPLEMENTATIONS:
         name = f"{name_prefix}-{impl}"

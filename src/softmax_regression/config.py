@@ -62,6 +62,7 @@ class TrainParams:
     eval_every: int = 10  # log-loss on train and test rows every this many iterations; 0: never
     dtype: str = "float32"
     device: str = "cpu"  # cpu, cuda, or auto (cuda when there is one)
+    world_size: int = 1  # processes training together, each on its shard of the rows (torch.distributed)
 
     def __post_init__(self) -> None:
         _require(self.iterations >= 1, "train.iterations", "an integer >= 1", self.iterations)
@@ -75,6 +76,7 @@ class TrainParams:
                  self.dtype)
         _require(self.device in ("auto", "cpu", "cuda"), "train.device", "one of ['auto', 'cpu', 'cuda']",
                  self.device)
+        _require(self.world_size >= 1, "train.world_size", "an integer >= 1", self.world_size)
 
 
 @dataclass(frozen=True)

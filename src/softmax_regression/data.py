@@ -85,13 +85,38 @@ def read_features(path: str | Path, features: list[str], delimiter: str = ",") -
     return pd.DataFrame(columns)
 
 
+ROW_GROUP = 65_536  # rows per Parquet row group: a rank reads the groups its shard overlaps, not the file
+
+
 def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
     with atomic_path(path) as tmp:
-        df.to_parquet(tmp, engine="pyarrow", index=False)
+        df.to_parquet(tmp, engine="pyarrow", index=False, row_group_size=ROW_GROUP)
 
 
-def read_parquet(path: str | Path) -> pd.DataFrame:
-    return pd.read_parquet(path, engine="pyarrow")
+def read_parquet(path: str | Path, rows: tuple[int, int] | None = None) -> pd.DataFrame:
+    """The table, or its rows [start, stop), reading only the row groups that hold them."""
+    if rows is None:
+        return pd.read_parquet(path, engine="pyarrow")
+    import pyarrow.parquet as pq
+
+    start, stop = rows
+    with pq.ParquetFile(path) as f:
+        groups, first, offset = [], None, 0
+        for g in range(f.num_row_groups):
+            size = f.metadata.row_group(g).num_rows
+            if offset < stop and offset + size > start:
+                groups.append(g)
+                first = offset if first is None else first
+            offset += size
+        table = f.read_row_groups(groups) if groups else f.schema_arrow.empty_table()
+    return table.slice(start - (first or 0), stop - start).to_pandas()
+
+
+def parquet_rows(path: str | Path) -> int:
+    """The number of rows, from the file's footer."""
+    import pyarrow.parquet as pq
+
+    return pq.read_metadata(path).num_rows
 
 
 def encode_labels(labels: pd.Series) -> tuple[np.ndarray, list[str]]:

@@ -11,13 +11,23 @@ from torch import Tensor
 
 
 def accuracy(P: Tensor, y: Tensor) -> float:
-    return (P.argmax(dim=1) == y).double().mean().item()
+    return correct(P, y) / len(y)
 
 
 def log_loss(P: Tensor, y: Tensor) -> float:
-    """Mean −log p(y_i); probabilities are clipped at the smallest positive float, as log 0 is −inf."""
+    """Mean −log p(y_i)."""
+    return negative_log_likelihood(P, y) / len(y)
+
+
+def correct(P: Tensor, y: Tensor) -> int:
+    """The number of rows whose most probable class is the true one."""
+    return int((P.argmax(dim=1) == y).sum().item())
+
+
+def negative_log_likelihood(P: Tensor, y: Tensor) -> float:
+    """Σ −log p(y_i); probabilities are clipped at the smallest positive float, as log 0 is −inf."""
     p = P.double().gather(1, y[:, None]).clamp_min(torch.finfo(torch.float64).tiny)
-    return -p.log().mean().item()
+    return -p.log().sum().item()
 
 
 def confusion_matrix(y_true: Tensor, y_pred: Tensor, n_classes: int) -> Tensor:

@@ -18,6 +18,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
+from softmax_regression.distributed import ONE, Ranks
 from softmax_regression.files import atomic_path
 
 
@@ -26,27 +27,34 @@ def log_softmax(logits: Tensor) -> Tensor:
     return logits - torch.logsumexp(logits, dim=1, keepdim=True)
 
 
-def objective(X: Tensor, y: Tensor, W: Tensor, b: Tensor, l2: float) -> Tensor:
-    """J(W, b): mean cross-entropy mean_i(logsumexp(logits_i) − logit_i,y_i) plus the L2 penalty on W.
+def objective(X: Tensor, y: Tensor, W: Tensor, b: Tensor, l2: float, n: float | None = None) -> Tensor:
+    """J(W, b): mean cross-entropy Σ_i(logsumexp(logits_i) − logit_i,y_i) / n plus the L2 penalty on W.
 
-    The logits are laid out (k, n) so that the reductions over classes run along contiguous memory.
+    n is the number of rows of X by default; a rank's share of J over several ranks divides by another
+    (see `distributed`). The logits are laid out (k, n) so that the reductions over classes run along
+    contiguous memory.
     """
+    n = X.shape[0] if n is None else n
     Lt = torch.addmm(b[:, None], W.T, X.T)  # logitsᵀ (k, n)
-    return (torch.logsumexp(Lt, dim=0) - Lt.gather(0, y[None])[0]).mean() + l2 * (W * W).sum()
+    return (torch.logsumexp(Lt, dim=0) - Lt.gather(0, y[None])[0]).sum() / n + l2 * (W * W).sum()
 
 
-def feature_scaling(X: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-feature mean and standard deviation of X (n, d), float64; a constant feature gets scale 1.
+def feature_scaling(X: Tensor, ranks: Ranks = ONE) -> tuple[Tensor, Tensor]:
+    """Per-feature mean and standard deviation of X (m, d) over the rows of every rank, float64; a
+    constant feature gets scale 1.
 
-    Computed on X / max|X| so that features of any magnitude (1e300 included) do not overflow.
+    Computed on X / max|X| so that features of any magnitude (1e300 included) do not overflow, in two
+    passes (the mean, then the squared deviations from it), each a sum over the ranks.
     """
     X = X.double()
-    size = X.abs().amax(dim=0)
+    size = ranks.max_(X.abs().amax(dim=0))
     size = torch.where(size > 0, size, torch.ones_like(size))
     unit = X / size
-    mean = unit.mean(dim=0) * size
-    std = unit.std(dim=0, correction=0) * size
-    return mean, torch.where(std > 0, std, torch.ones_like(std))
+    n = ranks.sum_(torch.tensor(float(X.shape[0]), dtype=torch.float64))
+    mean = ranks.sum_(unit.sum(dim=0)) / n
+    unit -= mean
+    std = (ranks.sum_(unit.square_().sum(dim=0)) / n).sqrt_()
+    return mean * size, torch.where(std > 0, std * size, torch.ones_like(std))
 
 
 def standardize(X: Tensor, mean: Tensor, scale: Tensor, dtype: torch.dtype) -> Tensor:

@@ -7,9 +7,11 @@ queued experiment runs in a temporary copy that is deleted afterwards. `MLFLOW_T
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,7 +39,6 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from softmax_regression.dataset import Dataset  # noqa: E402
 from softmax_regression.errors import TrackingError  # noqa: E402
 from softmax_regression.model import Model, SoftmaxRegression  # noqa: E402
 
@@ -171,10 +172,20 @@ def log_series(key: str, values: Sequence[float], steps: Sequence[int] | None = 
         client.log_batch(run_id, metrics=metrics[start:start + MAX_METRICS_PER_BATCH])
 
 
-def log_training_data(data: Dataset, split_file: str, raw_file: str) -> None:
-    """Lineage: the training rows as an MLflow dataset input (with its digest), and DVC's hash of the raw
-    file (from dvc.lock) as a tag."""
-    dataset = mlflow.data.from_numpy(data.X.numpy(), targets=data.y.numpy(), source=split_file, name="train")
+def log_training_data(split_file: str, features: list[str], label: str, raw_file: str) -> None:
+    """Lineage: the training rows' file as an MLflow dataset input, whose digest is the file's md5 (the
+    same as DVC's, and the same however many ranks read the file), and DVC's hash of the raw file as a tag."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.types import ColSpec, Schema
+
+    with open(split_file, "rb") as f:
+        digest = hashlib.file_digest(f, "md5").hexdigest()
+    schema = Schema([ColSpec("double", name) for name in features] + [ColSpec("long", label)])
+    with warnings.catch_warnings():  # MLflow registers its local-file source twice, and warns about it
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(split_file)
+    dataset = MetaDataset(source, name="train", digest=digest, schema=schema)
     mlflow.log_input(dataset, context="training")
     raw_hash = dvc_hash(raw_file)
     if raw_hash:

@@ -4,6 +4,10 @@ An implementation (`train.impl`) decides how the gradient is computed: by hand (
 `loss.backward()` (`autograd`), or through `torch.nn` (`nn`). An optimizer (`train.optimizer`) decides how
 it is used: full-batch gradient descent (`gd`, the tutorial's), mini-batch `sgd`, or `lbfgs`. Any
 implementation works with any optimizer; from the same initial weights they give the same numbers.
+
+On several ranks (`train.world_size`, see `distributed`) each implementation computes its rank's share
+of J and of the gradient over the rows it holds, and averages them over the ranks: the optimizers then
+see the full-batch J and ∇J, as on one process.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from softmax_regression.config import TrainParams
+from softmax_regression.distributed import ONE, Ranks
 from softmax_regression.errors import ParamError, TrainingDiverged
 from softmax_regression.model import objective
 
@@ -29,15 +34,15 @@ class Fit:
     converged: bool  # stopped on train.tol before train.iterations
 
 
-def manual_loss_and_gradients(X: Tensor, y: Tensor, W: Tensor, b: Tensor, l2: float
+def manual_loss_and_gradients(X: Tensor, y: Tensor, W: Tensor, b: Tensor, l2: float, n: float | None = None
                               ) -> tuple[Tensor, Tensor, Tensor]:
     """J and its gradients by hand. X (n, d), y (n,) class indices, W (d, k), b (k,).
 
-    The logits are laid out transposed, (k, n), so that the reductions over the k classes of each row
+    `n` divides the cross-entropy sum: the number of rows by default, a rank's share otherwise. The logits are laid out transposed, (k, n), so that the reductions over the k classes of each row
     run along contiguous memory: on large n that is most of the time an epoch spends outside the two
     matrix products.
     """
-    n = X.shape[0]
+    n = X.shape[0] if n is None else n
     Lt = torch.addmm(b[:, None], W.T, X.T)  # logitsᵀ = WᵀXᵀ + b                    (k, n)
     picked = Lt.gather(0, y[None]).sum()  # Σ_i logit_i,y_i
     m = Lt.amax(dim=0)  # row maxima, for log-sum-exp                                (n,)
@@ -45,7 +50,7 @@ def manual_loss_and_gradients(X: Tensor, y: Tensor, W: Tensor, b: Tensor, l2: fl
     s = Pt.sum(dim=0)  # (n,)
     loss = ((m + s.log()).sum() - picked) / n + l2 * (W * W).sum()  # mean(lse − logit_y) + l2·ΣW²
     Pt /= s  # softmax P                                                           (k, n)
-    Pt.scatter_add_(0, y[None], torch.full((1, n), -1.0, dtype=X.dtype, device=X.device))  # (P − Y)ᵀ
+    Pt.scatter_add_(0, y[None], torch.full((1, len(y)), -1.0, dtype=X.dtype, device=X.device))  # (P − Y)ᵀ
     dW = torch.add((Pt @ X).T / n, W, alpha=2 * l2).contiguous()  # Xᵀ(P − Y)/n + 2·l2·W   (d, k)
     db = Pt.sum(dim=1) / n  # dJ/db = Σ_i (P − Y)_i / n                              (k,)
     return loss, dW, db
@@ -72,17 +77,37 @@ class GradientStep:
             p.sub_(self.lr * step)
 
 
-class Manual:
-    """Forward pass, loss and gradients by hand; no autograd anywhere. Gradients land in `p.grad`."""
+class Rows:
+    """What every implementation holds: X (m, d), y (m,), this rank's rows, of n rows on all ranks
+    (m = n on one process). `loss_and_grad(rows, batch)` returns J over a batch and leaves its gradient
+    in `p.grad`: `rows` index this rank's part of a batch of `batch` rows in all (default: all rows)."""
 
-    def __init__(self, X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, l2: float) -> None:
-        self.X, self.y, self.l2 = X, y, l2
+    def __init__(self, X: Tensor, y: Tensor, l2: float, ranks: Ranks, n: int | None) -> None:
+        self.X, self.y, self.l2, self.ranks = X, y, l2, ranks
+        self.n = X.shape[0] if n is None else n
+
+    def batch(self, rows: Tensor | None) -> tuple[Tensor, Tensor]:
+        return (self.X, self.y) if rows is None else (self.X[rows], self.y[rows])
+
+    def share(self, batch: int | None = None) -> float:
+        """What this rank divides its cross-entropy sum by, so that the mean over ranks is J: batch / N."""
+        return (self.n if batch is None else batch) / self.ranks.size
+
+
+class Manual(Rows):
+    """Forward pass, loss and gradients by hand; no autograd anywhere."""
+
+    def __init__(self, X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, l2: float, ranks: Ranks = ONE,
+                 n: int | None = None) -> None:
+        super().__init__(X, y, l2, ranks, n)
         self.W, self.b = W0.clone(), b0.clone()
         self.params = [self.W, self.b]
 
-    def loss_and_grad(self, rows: Tensor | None = None) -> Tensor:
-        X, y = (self.X, self.y) if rows is None else (self.X[rows], self.y[rows])
-        loss, self.W.grad, self.b.grad = manual_loss_and_gradients(X, y, self.W, self.b, self.l2)
+    def loss_and_grad(self, rows: Tensor | None = None, batch: int | None = None) -> Tensor:
+        X, y = self.batch(rows)
+        loss, dW, db = manual_loss_and_gradients(X, y, self.W, self.b, self.l2, self.share(batch))
+        self.W.grad, self.b.grad = dW, db
+        self.ranks.mean_(loss, self.W.grad, self.b.grad)
         return loss
 
     def step_rule(self, lr: float, momentum: float) -> GradientStep:
@@ -95,43 +120,56 @@ class Manual:
 class Autograd(Manual):
     """The same model and loss; gradients from `loss.backward()`, zeroed before each one."""
 
-    def __init__(self, X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, l2: float) -> None:
-        super().__init__(X, y, W0, b0, l2)
+    def __init__(self, X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, l2: float, ranks: Ranks = ONE,
+                 n: int | None = None) -> None:
+        super().__init__(X, y, W0, b0, l2, ranks, n)
         for p in self.params:
             p.requires_grad_()
 
-    def loss_and_grad(self, rows: Tensor | None = None) -> Tensor:
-        X, y = (self.X, self.y) if rows is None else (self.X[rows], self.y[rows])
+    def loss_and_grad(self, rows: Tensor | None = None, batch: int | None = None) -> Tensor:
+        X, y = self.batch(rows)
         for p in self.params:
             p.grad = None
-        loss = objective(X, y, self.W, self.b, self.l2)
+        loss = objective(X, y, self.W, self.b, self.l2, self.share(batch))
         loss.backward()
-        return loss.detach()
+        loss = loss.detach()
+        self.ranks.mean_(loss, self.W.grad, self.b.grad)
+        return loss
 
     def weights(self) -> tuple[Tensor, Tensor]:
         return self.W.detach(), self.b.detach()
 
 
-class NN:
-    """`torch.nn.Linear`, `nn.functional.cross_entropy` on logits, and `torch.optim.SGD`."""
+class NN(Rows):
+    """`torch.nn.Linear`, `nn.functional.cross_entropy` on logits, and `torch.optim.SGD`; on several ranks
+    the module is wrapped in `DistributedDataParallel`, which averages the gradients in `backward()`."""
 
-    def __init__(self, X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, l2: float) -> None:
-        self.X, self.y, self.l2 = X, y, l2
+    def __init__(self, X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, l2: float, ranks: Ranks = ONE,
+                 n: int | None = None) -> None:
+        super().__init__(X, y, l2, ranks, n)
         self.linear = torch.nn.Linear(W0.shape[0], W0.shape[1], dtype=W0.dtype, device=W0.device)
         with torch.no_grad():  # nn.Linear stores Wᵀ (k, d)
             self.linear.weight.copy_(W0.T)
             self.linear.bias.copy_(b0)
         self.params = list(self.linear.parameters())
+        self.module = self.linear
+        if ranks.size > 1:
+            from torch.nn.parallel import DistributedDataParallel
 
-    def loss_and_grad(self, rows: Tensor | None = None) -> Tensor:
-        X, y = (self.X, self.y) if rows is None else (self.X[rows], self.y[rows])
+            self.module = DistributedDataParallel(self.linear)
+
+    def loss_and_grad(self, rows: Tensor | None = None, batch: int | None = None) -> Tensor:
+        X, y = self.batch(rows)
         self.linear.zero_grad()
-        # Logits as (1, k, n), cross_entropy's K-dimensional form: its log-softmax then runs along
-        # contiguous memory, about twice as fast on large n as on (n, k).
-        logits = self.linear(X).T[None]
-        loss = F.cross_entropy(logits, y[None]) + self.l2 * self.linear.weight.pow(2).sum()
-        loss.backward()
-        return loss.detach()
+        # Logits as (1, k, m), cross_entropy's K-dimensional form: its log-softmax then runs along
+        # contiguous memory, about twice as fast on large m as on (m, k).
+        logits = self.module(X).T[None]
+        loss = (F.cross_entropy(logits, y[None], reduction="sum") / self.share(batch)
+                + self.l2 * self.linear.weight.pow(2).sum())
+        loss.backward()  # DistributedDataParallel averages the gradients over the ranks here
+        loss = loss.detach()
+        self.ranks.mean_(loss)
+        return loss
 
     def step_rule(self, lr: float, momentum: float) -> torch.optim.SGD:
         return torch.optim.SGD(self.params, lr=lr, momentum=momentum)
@@ -160,21 +198,23 @@ def stochastic_gradient_descent(impl: Implementation, p: TrainParams, record: Ca
     """Mini-batches of train.batch_size in an order shuffled by train.seed; an iteration is an epoch.
 
     J is recorded over all rows before each epoch; training stops once J changes by at most train.tol,
-    relative, over an epoch.
+    relative, over an epoch. On several ranks train.batch_size is the global batch: every rank draws the
+    same shuffle of all n rows, and each computes the part of a batch that falls in its shard, so that
+    the steps are those of one process.
     """
     rule = impl.step_rule(p.lr, p.momentum)
-    n = impl.X.shape[0]
+    n, (start, stop) = impl.n, impl.ranks.shard(impl.n)
     generator = torch.Generator().manual_seed(p.seed)
     previous = math.inf
     for epoch in range(p.iterations):
-        with torch.no_grad():
-            loss = objective_of(impl)
+        loss = objective_of(impl)
         record(epoch, loss)
         if abs(previous - loss.item()) <= p.tol * max(1.0, abs(loss.item())):
             return True
         previous = loss.item()
         for rows in torch.randperm(n, generator=generator).to(impl.X.device).split(p.batch_size):
-            impl.loss_and_grad(rows)
+            mine = rows if impl.ranks.size == 1 else rows[(rows >= start) & (rows < stop)] - start
+            impl.loss_and_grad(mine, len(rows))
             rule.step()
     return False
 
@@ -224,15 +264,16 @@ class _Stop(Exception):
 Callback = Callable[[int, float, Callable[[], tuple[Tensor, Tensor]]], bool]
 
 
-def fit(X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, params: TrainParams, callback: Callback | None = None
-        ) -> Fit:
-    """Minimise J from (W0, b0) with params.impl and params.optimizer. X (n, d), y (n,).
+def fit(X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, params: TrainParams,
+        callback: Callback | None = None, ranks: Ranks = ONE) -> Fit:
+    """Minimise J from (W0, b0) with params.impl and params.optimizer. X (m, d), y (m,): this rank's rows.
 
     `callback(iteration, loss, weights)` sees J at the start of every iteration, and `weights()` gives
     (W, b) there; returning True stops training.
     """
     check_choices(params)
-    impl = IMPLEMENTATIONS[params.impl](X, y, W0, b0, params.l2)
+    n = int(ranks.sum_(torch.tensor([X.shape[0]])).item())
+    impl = IMPLEMENTATIONS[params.impl](X, y, W0, b0, params.l2, ranks, n)
     losses: list[float] = []
 
     def record(t: int, loss: Tensor) -> None:
@@ -256,8 +297,12 @@ def fit(X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, params: TrainParams, callb
 
 
 def objective_of(impl: Implementation) -> Tensor:
+    """J over all rows at the current weights, without gradients."""
     W, b = impl.weights()
-    return objective(impl.X, impl.y, W, b, impl.l2)
+    with torch.no_grad():
+        loss = objective(impl.X, impl.y, W, b, impl.l2, impl.share())
+    impl.ranks.mean_(loss)
+    return loss
 
 
 def _max_gradient(impl: Implementation) -> float:

@@ -1,19 +1,24 @@
-"""From a dataset to a fitted model: scale, train, and describe the result."""
+"""From a dataset to a fitted model: scale, train, and describe the result, on one rank or several."""
 
 from __future__ import annotations
 
 import csv
 import io
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from softmax_regression.cli import Progress
 from softmax_regression.config import TrainParams
-from softmax_regression.dataset import Dataset
+from softmax_regression.data import parquet_rows
+from softmax_regression.dataset import Dataset, read_dataset
+from softmax_regression.distributed import ONE, Ranks
 from softmax_regression.errors import DataError, ParamError
-from softmax_regression.metrics import accuracy, log_loss
+from softmax_regression.metrics import correct, negative_log_likelihood
 from softmax_regression.model import (Model, feature_scaling, initial_weights, objective, predict_proba,
                                       standardize)
 from softmax_regression.trainers import Fit, check_choices, fit
@@ -21,12 +26,18 @@ from softmax_regression.trainers import Fit, check_choices, fit
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def device_for(name: str) -> torch.device:
-    """train.device as a torch device: `auto` is CUDA when there is one, else the CPU."""
+def device_for(name: str, local_rank: int = 0) -> torch.device:
+    """train.device as a torch device: `auto` is CUDA when there is one, else the CPU. On CUDA each rank
+    on a machine takes a GPU of its own."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ParamError("params.yaml: train.device is 'cuda' but torch sees no CUDA device; use cpu or auto")
+    if name == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise ParamError(f"params.yaml: train.device is 'cuda' with more ranks on this machine than its "
+                             f"{torch.cuda.device_count()} GPUs; lower train.world_size or use cpu")
+        return torch.device("cuda", local_rank)
     return torch.device(name)
 
 
@@ -48,20 +59,63 @@ class Curves:
         return "iteration,train_log_loss,test_log_loss\n" + "".join(f"{t},{a!r},{b!r}\n" for t, a, b in rows)
 
 
+@dataclass(frozen=True)
+class Trained:
+    """What a rank brings back from training: the same on every rank."""
+
+    model: Model
+    fit: Fit
+    curves: Curves
+    metrics: dict[str, float]  # train_metrics, the iterations run and whether train.tol stopped them
+    seconds: float  # training time, reading the data and starting processes excluded
+
+
+def train_shard(ranks: Ranks, params: TrainParams, train_file: str | Path, test_file: str | Path,
+                classes_file: str | Path) -> Trained:
+    """One rank's part of training: read its shard of the train and test rows, train, measure.
+
+    What `distributed.launch` runs on every rank; with one rank the shard is every row.
+    """
+    n, n_test = parquet_rows(train_file), parquet_rows(test_file)
+    data = read_dataset(train_file, classes_file, rows=ranks.shard(n))
+    test = read_dataset(test_file, classes_file, features=data.features, rows=ranks.shard(n_test))
+    progress = Progress("train", params.iterations) if ranks.leader else None
+    start = time.perf_counter()
+    model, result, curves = train(data, params, test, progress, ranks)
+    seconds = time.perf_counter() - start
+    if progress is not None:
+        progress.close()
+    metrics = train_metrics(model, data, params.l2, ranks)
+    metrics |= {"iterations_run": len(result.losses), "converged": int(result.converged)}
+    return Trained(model, result, curves, metrics, seconds)
+
+
+def check_world_size(world_size: int, train_file: str | Path) -> None:
+    """Every rank needs training rows of its own; checked before any process starts."""
+    n = parquet_rows(train_file)
+    if world_size > n:
+        raise ParamError(f"params.yaml: train.world_size is {world_size}, more than the {n} training rows; "
+                         f"every rank needs rows of its own")
+
+
 def train(data: Dataset, params: TrainParams, test: Dataset | None = None,
-          progress: Callable[[int, float], None] | None = None) -> tuple[Model, Fit, Curves]:
-    """Fit with params.impl and params.optimizer from the seeded initial weights.
+          progress: Callable[[int, float], None] | None = None, ranks: Ranks = ONE
+          ) -> tuple[Model, Fit, Curves]:
+    """Fit with params.impl and params.optimizer from the seeded initial weights. On several ranks, `data`
+    and `test` are this rank's shards, and every collective below runs on all of them.
 
     The data moves to the device once, in the training dtype, standardised (with train-set statistics)
     when params.standardize is set. With a test set and params.eval_every, the log-loss on both is
     recorded along the way; `progress(iteration, loss)` is told of every iteration.
     """
     check_choices(params)
-    device, dtype = device_for(params.device), DTYPES[params.dtype]
+    device, dtype = device_for(params.device, ranks.local_rank), DTYPES[params.dtype]
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # this rank's GPU, for nccl and DistributedDataParallel
     torch.use_deterministic_algorithms(True)  # same params and seed, same bits
     d = data.X.shape[1]
     if params.standardize:
-        mean, scale = feature_scaling(data.X)
+        mean, scale = feature_scaling(data.X, ranks)
     else:
         mean, scale = torch.zeros(d, dtype=torch.float64), torch.ones(d, dtype=torch.float64)
     X = standardize(data.X, mean, scale, dtype)
@@ -70,11 +124,14 @@ def train(data: Dataset, params: TrainParams, test: Dataset | None = None,
     curves = Curves()
     watch = []
     if test is not None and params.eval_every:
-        watch = [(X, y), (standardize(test.X, mean, scale, dtype).to(device), test.y.to(device))]
+        Xt, yt = standardize(test.X, mean, scale, dtype).to(device), test.y.to(device)
+        watch = [(X, y, _total(len(y), ranks)), (Xt, yt, _total(len(yt), ranks))]
 
     def record(W: Tensor, b: Tensor, t: int) -> None:
-        with torch.no_grad():
-            curves.add(t, *(objective(Xw, yw, W, b, 0.0).item() for Xw, yw in watch))
+        with torch.no_grad():  # each rank's share of the mean cross-entropy, then their mean
+            values = torch.stack([objective(Xw, yw, W, b, 0.0, n / ranks.size) for Xw, yw, n in watch])
+        ranks.mean_(values)
+        curves.add(t, *values.tolist())
 
     def monitor(t: int, loss: float, weights: Callable[[], tuple[Tensor, Tensor]]) -> bool:
         if progress is not None:
@@ -84,18 +141,28 @@ def train(data: Dataset, params: TrainParams, test: Dataset | None = None,
         return False
 
     W0, b0 = initial_weights(d, len(data.classes), params.seed, dtype)
-    result = fit(X, y, W0.to(device), b0.to(device), params, callback=monitor)
+    result = fit(X, y, W0.to(device), b0.to(device), params, callback=monitor, ranks=ranks)
     if watch:
         record(result.W.to(device), result.b.to(device), len(result.losses))  # the final weights
     return Model(result.W, result.b, data.features, data.classes, mean, scale), result, curves
 
 
-def train_metrics(model: Model, data: Dataset, l2: float) -> dict[str, float]:
-    """The final objective and the fit on the training rows."""
+def train_metrics(model: Model, data: Dataset, l2: float, ranks: Ranks = ONE) -> dict[str, float]:
+    """The final objective and the fit on the training rows (of every rank)."""
+    n = _total(len(data.y), ranks)
     with torch.no_grad():
         P = predict_proba(model, data.X)
-        loss = objective(model.inputs(data.X), data.y, model.W, model.b, l2).item()
-    return {"train_loss_final": loss, "train_log_loss": log_loss(P, data.y), "train_accuracy": accuracy(P, data.y)}
+        loss = objective(model.inputs(data.X), data.y, model.W, model.b, l2, n / ranks.size)
+    ranks.mean_(loss)
+    sums = torch.tensor([correct(P, data.y), negative_log_likelihood(P, data.y)], dtype=torch.float64)
+    ranks.sum_(sums)
+    return {"train_loss_final": loss.item(), "train_log_loss": sums[1].item() / n,
+            "train_accuracy": sums[0].item() / n}
+
+
+def _total(m: int, ranks: Ranks) -> int:
+    """Rows on all ranks, from this rank's m."""
+    return int(ranks.sum_(torch.tensor([m])).item())
 
 
 def coefficients_csv(model: Model) -> str:
