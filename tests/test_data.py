@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from softmax_regression.data import encode_labels, read_raw, stratified_split
@@ -85,3 +86,24 @@ def test_read_features_picks_model_columns_in_order(tmp_path):
         read_features(path, ["a", "c"])
     with pytest.raises(DataError, match=r"column 'a' has missing values at line 3"):
         read_features(write(tmp_path, "a,b\n1,2\n,3\n", "gap.csv"), ["a", "b"])
+
+
+@pytest.mark.parametrize("rows", [None, (0, 5), (7, 33), (20, 30), (90, 95), (40, 40), (0, 95)])
+def test_read_matrix_reads_any_rows_across_row_groups(tmp_path, monkeypatch, rows):
+    from softmax_regression import data
+
+    monkeypatch.setattr(data, "ROW_GROUP", 10)  # ten groups of 10 rows, the last of 5
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"b": rng.normal(size=95), "label": np.arange(95) % 3, "a": np.arange(95.0),
+                          "c": rng.integers(0, 9, 95)})
+    data.write_parquet(table, tmp_path / "t.parquet")
+    assert pq.ParquetFile(tmp_path / "t.parquet").num_row_groups == 10
+    start, stop = rows or (0, 95)
+    features, X, y = data.read_matrix(tmp_path / "t.parquet", "label", rows=rows)
+    assert features == ["b", "a", "c"] and X.dtype == np.float64 and y.dtype == np.int64
+    np.testing.assert_array_equal(X, table[["b", "a", "c"]].to_numpy(dtype=float)[start:stop])
+    np.testing.assert_array_equal(y, table["label"].to_numpy()[start:stop])
+    features, X, _ = data.read_matrix(tmp_path / "t.parquet", "label", ["c", "a"], rows)
+    np.testing.assert_array_equal(X, table[["c", "a"]].to_numpy(dtype=float)[start:stop])
+    with pytest.raises(DataError, match=r"t\.parquet: column 'z' is missing; columns are: b, label, a, c"):
+        data.read_matrix(tmp_path / "t.parquet", "label", ["a", "z"], rows)

@@ -22,7 +22,7 @@ import torch
 import yaml
 
 from softmax_regression.config import TrainParams
-from softmax_regression.data import encode_labels, read_parquet, read_raw, stratified_split, write_parquet
+from softmax_regression.data import encode_labels, parquet_rows, read_raw, stratified_split, write_parquet
 from softmax_regression.distributed import Ranks, launch, torchrun_rank
 from softmax_regression.errors import DataError, ParamError, PipelineError
 from softmax_regression.files import write_json
@@ -80,7 +80,7 @@ def every_way(ranks: Ranks, folder: Path, world_size: int) -> dict:
                          ids=["iris-2", "blobs-3"])
 def test_n_ranks_give_the_numbers_of_one_process(tmp_path, make_split, world_size):
     folder = make_split(tmp_path)
-    n = len(read_parquet(folder / "train.parquet"))
+    n = parquet_rows(folder / "train.parquet")
     one = launch(1, CPU, every_way, folder, 1)
     many = launch(world_size, CPU, every_way, folder, world_size)
     for way in WAYS:

@@ -44,24 +44,28 @@ def feature_scaling(X: Tensor, ranks: Ranks = ONE) -> tuple[Tensor, Tensor]:
     constant feature gets scale 1.
 
     Computed on X / max|X| so that features of any magnitude (1e300 included) do not overflow, in two
-    passes (the mean, then the squared deviations from it), each a sum over the ranks.
+    passes (the mean, then the squared deviations from it), each a sum over the ranks, and over blocks
+    of rows so that no copy of X is made.
     """
-    X = X.double()
-    size = ranks.max_(X.abs().amax(dim=0))
+    size = ranks.max_(X.abs().amax(dim=0).double())
     size = torch.where(size > 0, size, torch.ones_like(size))
-    unit = X / size
     n = ranks.sum_(torch.tensor(float(X.shape[0]), dtype=torch.float64))
-    mean = ranks.sum_(unit.sum(dim=0)) / n
-    unit -= mean
-    std = (ranks.sum_(unit.square_().sum(dim=0)) / n).sqrt_()
+    mean = ranks.sum_(sum((block.double() / size).sum(dim=0) for block in X.split(BLOCK))) / n
+    squares = sum((block.double() / size - mean).square_().sum(dim=0) for block in X.split(BLOCK))
+    std = (ranks.sum_(squares) / n).sqrt_()
     return mean * size, torch.where(std > 0, std * size, torch.ones_like(std))
 
 
+BLOCK = 65_536  # rows at a time where a whole copy of X is not needed
+
+
 def standardize(X: Tensor, mean: Tensor, scale: Tensor, dtype: torch.dtype) -> Tensor:
-    """(X − mean) / scale, computed in float64 (raw features may exceed float32), returned in `dtype`."""
-    Z = X.double() - mean
-    Z /= scale
-    return Z.to(dtype)
+    """(X − mean) / scale, computed in float64 (raw features may exceed float32), returned in `dtype`;
+    a block of rows at a time, so that the float64 intermediate is never a whole copy of X."""
+    Z = torch.empty(X.shape, dtype=dtype)
+    for start in range(0, X.shape[0], BLOCK):
+        Z[start:start + BLOCK] = ((X[start:start + BLOCK].double() - mean) / scale).to(dtype)
+    return Z
 
 
 def initial_weights(n_features: int, n_classes: int, seed: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:

@@ -13,6 +13,7 @@ see the full-batch J and ∇J, as on one process.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ class Fit:
     b: Tensor  # (k,)
     losses: Tensor  # (iterations run,) the objective at the weights each iteration started from
     converged: bool  # stopped on train.tol before train.iterations
+    seconds: float = 0.0  # wall time of the iterations, set-up excluded
 
 
 def manual_loss_and_gradients(X: Tensor, y: Tensor, W: Tensor, b: Tensor, l2: float, n: float | None = None
@@ -285,6 +287,7 @@ def fit(X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, params: TrainParams,
         if callback is not None and callback(t, value, impl.weights):
             raise _Stop
 
+    start = time.perf_counter()
     try:
         converged = OPTIMIZERS[params.optimizer](impl, params, record)
     except _Stop:
@@ -293,7 +296,8 @@ def fit(X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, params: TrainParams,
     if not (torch.isfinite(W).all() and torch.isfinite(b).all()):
         raise TrainingDiverged(f"training diverged: the weights are not finite with train.lr={params.lr}; "
                                f"try a smaller train.lr")
-    return Fit(W.cpu(), b.cpu(), torch.tensor(losses, dtype=torch.float64), converged)
+    seconds = time.perf_counter() - start
+    return Fit(W.cpu(), b.cpu(), torch.tensor(losses, dtype=torch.float64), converged, seconds)
 
 
 def objective_of(impl: Implementation) -> Tensor:
