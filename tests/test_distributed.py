@@ -6,6 +6,7 @@ does; the end-to-end test through `dvc exp run -S train.world_size=2` is in test
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -21,7 +22,7 @@ import pytest
 import torch
 import yaml
 
-from softmax_regression.config import TrainParams
+from softmax_regression.config import TrainParams, read_params, section
 from softmax_regression.data import encode_labels, parquet_rows, read_raw, stratified_split, write_parquet
 from softmax_regression.distributed import Ranks, launch, torchrun_rank
 from softmax_regression.errors import DataError, ParamError, PipelineError
@@ -250,18 +251,17 @@ def test_more_ranks_than_rows_is_a_clear_error(split_repo):
 
 def test_torchrun_starts_the_ranks_and_gets_the_numbers_of_one_process(split_repo):
     """The multi-machine path (README), on one machine: torchrun starts both ranks, rank 0 reports."""
-    set_train_params(split_repo, world_size=1, standardize=True, iterations=250, dtype="float32")
-    one = train_stage(split_repo)
-    assert one.wait(timeout=120) == 0, one.stderr.read()
-    expected = (split_repo / "plots/train_loss.csv").read_text().splitlines()
-    set_train_params(split_repo, world_size=2)
+    set_train_params(split_repo, world_size=2, standardize=True, iterations=250, dtype="float32")
     result = run(["torchrun", "--standalone", "--nproc-per-node=2", "stages/train.py"], split_repo,
                  env=tool_env(PYTHONPATH="src"))
     assert result.stdout.count("train: manual+gd, 250 iterations on 2 ranks") == 1, "rank 0 alone reports"
     got = (split_repo / "plots/train_loss.csv").read_text().splitlines()
-    assert len(got) == len(expected) == 251
-    np.testing.assert_allclose([float(line.split(",")[1]) for line in got[1:]],
-                               [float(line.split(",")[1]) for line in expected[1:]], rtol=0, atol=1e-5)
+    params = section(read_params(split_repo / "params.yaml"), "train", TrainParams)
+    files = (split_repo / "data/split" / name for name in ("train.parquet", "test.parquet", "classes.json"))
+    expected = launch(1, CPU, train_shard, dataclasses.replace(params, world_size=1), *files)
+    assert len(got) == 251
+    np.testing.assert_allclose([float(line.split(",")[1]) for line in got[1:]], expected.fit.losses.numpy(),
+                               rtol=0, atol=1e-5)
     run_id = json.loads((split_repo / "models/mlflow_run.json").read_text())["run_id"]
     assert latest_run(split_repo).info.run_id == run_id
 
