@@ -118,6 +118,9 @@ def launch(world_size: int, device: torch.device, fn: Callable[..., T], *args: A
     return _spawn(world_size, device, fn, args)
 
 
+RESULT = "result.pickle"  # rank 0's return value, in the stage's private temporary folder
+
+
 def _spawn(world_size: int, device: torch.device, fn: Callable[..., T], args: tuple) -> T:
     context = torch.multiprocessing.get_context("spawn")  # fork is unsafe once torch has started threads
     # The rendezvous store lives here, on a port the system picks: no race for a free port.
@@ -137,7 +140,7 @@ def _spawn(world_size: int, device: torch.device, fn: Callable[..., T], args: tu
                 multiprocessing.connection.wait([p.sentinel for p in pending])
                 pending = [p for p in pending if p.exitcode is None]
                 failed = [(rank, p) for rank, p in enumerate(processes) if p.exitcode not in (None, 0)]
-        finally:  # on success, on a failed rank, and on Ctrl-C or SIGTERM here: none outlives the stage
+        finally:  # after a failed rank, or Ctrl-C or SIGTERM here: none outlives the stage
             for process in processes:
                 if process.is_alive():
                     process.kill()
@@ -147,9 +150,6 @@ def _spawn(world_size: int, device: torch.device, fn: Callable[..., T], args: tu
             raise PipelineError(_failure(failed, Path(folder), world_size))
         with open(Path(folder) / RESULT, "rb") as f:
             return pickle.load(f)
-
-
-RESULT = "result.pickle"
 
 
 def _rank_main(ranks: Ranks, port: int, backend_name: str, threads: int, parent: int, folder: str,
