@@ -160,6 +160,22 @@ def test_a_killed_rank_is_named():
     assert ranks_of(os.getpid()) == []
 
 
+def test_the_cause_is_reported_not_its_echo(tmp_path):
+    """What the launcher reports when several ranks have ended: a rank killed without a word is the cause;
+    otherwise the report written first (the peers' "connection closed" comes after it)."""
+    from types import SimpleNamespace
+
+    from softmax_regression.distributed import _failure
+
+    killed, echo = SimpleNamespace(exitcode=-signal.SIGKILL), SimpleNamespace(exitcode=1)
+    (tmp_path / "0.traceback").write_text("Traceback ...\nRuntimeError: Connection closed by peer")
+    assert _failure([(0, echo), (1, killed)], tmp_path, 2) == "rank 1 of 2 was killed by SIGKILL"
+    (tmp_path / "1.error").write_text("feature 'x' has values too large for float32")
+    os.utime(tmp_path / "1.error", ns=(1, 1))  # written first
+    assert _failure([(0, echo), (1, echo)], tmp_path, 2) == (
+        "rank 1 of 2: feature 'x' has values too large for float32")
+
+
 def test_every_rank_agrees_on_the_launch():
     assert launch(3, CPU, fail_on_rank, -1, DataError) == 3  # no rank fails: rank 0's sum comes back
     assert launch(1, CPU, fail_on_rank, -1, DataError) == 1

@@ -175,21 +175,24 @@ def _rank_main(ranks: Ranks, port: int, backend_name: str, threads: int, parent:
 
 
 def _failure(failed: list[tuple[int, Any]], folder: Path, world_size: int) -> str:
-    """One line for the stage's error, from the rank that failed first: the others' errors are mostly
-    echoes of it (a peer gone in the middle of an all-reduce). A traceback, from an error we did not
-    expect, is printed in full."""
-    reports = sorted(folder.glob("*.error")) + sorted(folder.glob("*.traceback"))
-    if reports:
-        first = min(reports, key=lambda path: (path.stat().st_mtime_ns, int(path.stem)))
-        text = first.read_text().strip()
-        if first.suffix == ".traceback":
-            print(text, file=sys.stderr)
-            text = text.splitlines()[-1] + " (traceback above)"
-        return f"rank {first.stem} of {world_size}: {text}"
-    rank, process = failed[0]
-    how = (f"was killed by {signal.Signals(-process.exitcode).name}" if process.exitcode < 0
-           else f"exited with status {process.exitcode}")
-    return f"rank {rank} of {world_size} {how}"
+    """One line for the stage's error, from the ranks that had ended badly when the first failure was
+    seen; the others were stopped, and what they were writing is an echo (a peer gone in the middle of an
+    all-reduce). A rank that left no report was killed or crashed, which is then the cause: its exit says
+    how. Otherwise the report written first; a traceback, from an error we did not expect, is printed."""
+    reports = {rank: path for rank, _ in failed
+               for path in (folder / f"{rank}.error", folder / f"{rank}.traceback") if path.exists()}
+    silent = [(rank, process) for rank, process in failed if rank not in reports]
+    if silent:
+        rank, process = silent[0]
+        how = (f"was killed by {signal.Signals(-process.exitcode).name}" if process.exitcode < 0
+               else f"exited with status {process.exitcode}")
+        return f"rank {rank} of {world_size} {how}"
+    rank, first = min(reports.items(), key=lambda item: (item[1].stat().st_mtime_ns, item[0]))
+    text = first.read_text().strip()
+    if first.suffix == ".traceback":
+        print(text, file=sys.stderr)
+        text = text.splitlines()[-1] + " (traceback above)"
+    return f"rank {rank} of {world_size}: {text}"
 
 
 def _die_with(parent: int) -> None:
