@@ -168,12 +168,14 @@ def test_the_cause_is_reported_not_its_echo(tmp_path):
     from softmax_regression.distributed import _failure
 
     killed, echo = SimpleNamespace(exitcode=-signal.SIGKILL), SimpleNamespace(exitcode=1)
-    (tmp_path / "0.traceback").write_text("Traceback ...\nRuntimeError: Connection closed by peer")
+    (tmp_path / "0.traceback").write_text("2000\nTraceback ...\nRuntimeError: Connection closed by peer")
     assert _failure([(0, echo), (1, killed)], tmp_path, 2) == "rank 1 of 2 was killed by SIGKILL"
-    (tmp_path / "1.error").write_text("feature 'x' has values too large for float32")
-    os.utime(tmp_path / "1.error", ns=(1, 1))  # written first
+    (tmp_path / "1.error").write_text("1000\nfeature 'x' has values too large for float32")  # written first
     assert _failure([(0, echo), (1, echo)], tmp_path, 2) == (
         "rank 1 of 2: feature 'x' has values too large for float32")
+    (tmp_path / "1.error").write_text("3000\nfeature 'x' has values too large for float32")  # written last
+    assert _failure([(0, echo), (1, echo)], tmp_path, 2) == (
+        "rank 0 of 2: RuntimeError: Connection closed by peer (traceback above)")
 
 
 def test_every_rank_agrees_on_the_launch():

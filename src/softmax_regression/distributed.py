@@ -22,6 +22,7 @@ import pickle
 import signal
 import sys
 import tempfile
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,7 +62,7 @@ class Ranks:
         flat = torch.cat([t.reshape(-1) for t in tensors])
         dist.all_reduce(flat)
         flat /= self.size
-        for t, part in zip(tensors, flat.split([t.numel() for t in tensors])):
+        for t, part in zip(tensors, flat.split([t.numel() for t in tensors]), strict=True):
             t.copy_(part.view_as(t))
 
     def sum_(self, t: Tensor) -> Tensor:
@@ -167,10 +168,10 @@ def _rank_main(ranks: Ranks, port: int, backend_name: str, threads: int, parent:
             with open(Path(folder) / RESULT, "wb") as f:
                 pickle.dump(result, f)
     except PipelineError as e:  # expected: the message is the report
-        (Path(folder) / f"{ranks.rank}.error").write_text(str(e))
+        _report(Path(folder) / f"{ranks.rank}.error", str(e))
         sys.exit(1)
     except Exception:  # a bug, or a peer gone: the traceback is the report
-        (Path(folder) / f"{ranks.rank}.traceback").write_text(traceback.format_exc())
+        _report(Path(folder) / f"{ranks.rank}.traceback", traceback.format_exc())
         sys.exit(1)
 
 
@@ -187,12 +188,19 @@ def _failure(failed: list[tuple[int, Any]], folder: Path, world_size: int) -> st
         how = (f"was killed by {signal.Signals(-process.exitcode).name}" if process.exitcode < 0
                else f"exited with status {process.exitcode}")
         return f"rank {rank} of {world_size} {how}"
-    rank, first = min(reports.items(), key=lambda item: (item[1].stat().st_mtime_ns, item[0]))
-    text = first.read_text().strip()
+    written = {rank: path.read_text().split("\n", 1) for rank, path in reports.items()}
+    rank = min(written, key=lambda r: (int(written[r][0]), r))
+    first, text = reports[rank], written[rank][1].strip()
     if first.suffix == ".traceback":
         print(text, file=sys.stderr)
         text = text.splitlines()[-1] + " (traceback above)"
     return f"rank {rank} of {world_size}: {text}"
+
+
+def _report(path: Path, text: str) -> None:
+    """Why a rank failed, after the time it happened on the machine's monotonic clock (shared by its
+    processes, and finer than file times), which orders the ranks' reports."""
+    path.write_text(f"{time.monotonic_ns()}\n{text}")
 
 
 def _die_with(parent: int) -> None:
