@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pv
+import pyarrow.parquet as pq
 
 from softmax_regression.errors import DataError
 from softmax_regression.files import atomic_path
@@ -105,8 +106,6 @@ def read_matrix(path: str | Path, label: str, features: list[str] | None = None,
     Filled one row group at a time, reading only the groups that hold the rows: the peak is X plus one
     row group, not the table twice over (Arrow's and pandas' copies).
     """
-    import pyarrow.parquet as pq
-
     with pq.ParquetFile(path) as f:
         names = f.schema_arrow.names
         features = [c for c in names if c != label] if features is None else features
@@ -134,8 +133,6 @@ def read_matrix(path: str | Path, label: str, features: list[str] | None = None,
 
 def parquet_rows(path: str | Path) -> int:
     """The number of rows, from the file's footer."""
-    import pyarrow.parquet as pq
-
     return pq.read_metadata(path).num_rows
 
 

@@ -65,6 +65,10 @@ class Ranks:
         for t, part in zip(tensors, flat.split([t.numel() for t in tensors]), strict=True):
             t.copy_(part.view_as(t))
 
+    def total(self, m: int) -> int:
+        """Rows on all ranks, from this rank's m."""
+        return int(self.sum_(torch.tensor([m])).item())
+
     def sum_(self, t: Tensor) -> Tensor:
         """Sum t over the ranks, in place; returns it."""
         if self.size > 1:

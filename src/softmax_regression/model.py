@@ -49,7 +49,7 @@ def feature_scaling(X: Tensor, ranks: Ranks = ONE) -> tuple[Tensor, Tensor]:
     """
     size = ranks.max_(X.abs().amax(dim=0).double())
     size = torch.where(size > 0, size, torch.ones_like(size))
-    n = ranks.sum_(torch.tensor(float(X.shape[0]), dtype=torch.float64))
+    n = ranks.total(X.shape[0])
     mean = ranks.sum_(sum((block.double() / size).sum(dim=0) for block in X.split(BLOCK))) / n
     squares = sum((block.double() / size - mean).square_().sum(dim=0) for block in X.split(BLOCK))
     std = (ranks.sum_(squares) / n).sqrt_()

@@ -30,13 +30,15 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
 import mlflow  # noqa: E402
-import mlflow.data  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 from filelock import FileLock  # noqa: E402
+from mlflow.data.dataset_source_registry import resolve_dataset_source  # noqa: E402
+from mlflow.data.meta_dataset import MetaDataset  # noqa: E402
 from mlflow.entities import Metric, Run  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
+from mlflow.types import ColSpec, Schema  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from softmax_regression.errors import TrackingError  # noqa: E402
@@ -175,10 +177,6 @@ def log_series(key: str, values: Sequence[float], steps: Sequence[int] | None = 
 def log_training_data(split_file: str, features: list[str], label: str, raw_file: str) -> None:
     """Lineage: the training rows' file as an MLflow dataset input, whose digest is the file's md5 (the
     same as DVC's, and the same however many ranks read the file), and DVC's hash of the raw file as a tag."""
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
-    from mlflow.data.meta_dataset import MetaDataset
-    from mlflow.types import ColSpec, Schema
-
     with open(split_file, "rb") as f:
         digest = hashlib.file_digest(f, "md5").hexdigest()
     schema = Schema([ColSpec("double", name) for name in features] + [ColSpec("long", label)])

@@ -40,9 +40,10 @@ def manual_loss_and_gradients(X: Tensor, y: Tensor, W: Tensor, b: Tensor, l2: fl
                               ) -> tuple[Tensor, Tensor, Tensor]:
     """J and its gradients by hand. X (n, d), y (n,) class indices, W (d, k), b (k,).
 
-    `n` divides the cross-entropy sum: the number of rows by default, a rank's share otherwise. The logits are laid out transposed, (k, n), so that the reductions over the k classes of each row
-    run along contiguous memory: on large n that is most of the time an epoch spends outside the two
-    matrix products.
+    `n` divides the cross-entropy sum: the number of rows by default, a rank's share otherwise. The
+    logits are laid out transposed, (k, n), so that the reductions over the k classes of each row run
+    along contiguous memory: on large n that is most of the time an epoch spends outside the two matrix
+    products.
     """
     n = X.shape[0] if n is None else n
     Lt = torch.addmm(b[:, None], W.T, X.T)  # logitsᵀ = WᵀXᵀ + b                    (k, n)
@@ -274,8 +275,7 @@ def fit(X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, params: TrainParams,
     (W, b) there; returning True stops training.
     """
     check_choices(params)
-    n = int(ranks.sum_(torch.tensor([X.shape[0]])).item())
-    impl = IMPLEMENTATIONS[params.impl](X, y, W0, b0, params.l2, ranks, n)
+    impl = IMPLEMENTATIONS[params.impl](X, y, W0, b0, params.l2, ranks, ranks.total(X.shape[0]))
     losses: list[float] = []
 
     def record(t: int, loss: Tensor) -> None:

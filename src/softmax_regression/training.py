@@ -125,7 +125,7 @@ def train(data: Dataset, params: TrainParams, test: Dataset | None = None,
     watch = []
     if test is not None and params.eval_every:
         Xt, yt = standardize(test.X, mean, scale, dtype).to(device), test.y.to(device)
-        watch = [(X, y, _total(len(y), ranks)), (Xt, yt, _total(len(yt), ranks))]
+        watch = [(X, y, ranks.total(len(y))), (Xt, yt, ranks.total(len(yt)))]
 
     def record(W: Tensor, b: Tensor, t: int) -> None:
         with torch.no_grad():  # each rank's share of the mean cross-entropy, then their mean
@@ -149,7 +149,7 @@ def train(data: Dataset, params: TrainParams, test: Dataset | None = None,
 
 def train_metrics(model: Model, data: Dataset, l2: float, ranks: Ranks = ONE) -> dict[str, float]:
     """The final objective and the fit on the training rows (of every rank)."""
-    n = _total(len(data.y), ranks)
+    n = ranks.total(len(data.y))
     with torch.no_grad():
         P = predict_proba(model, data.X)
         loss = objective(model.inputs(data.X), data.y, model.W, model.b, l2, n / ranks.size)
@@ -158,11 +158,6 @@ def train_metrics(model: Model, data: Dataset, l2: float, ranks: Ranks = ONE) ->
     ranks.sum_(sums)
     return {"train_loss_final": loss.item(), "train_log_loss": sums[1].item() / n,
             "train_accuracy": sums[0].item() / n}
-
-
-def _total(m: int, ranks: Ranks) -> int:
-    """Rows on all ranks, from this rank's m."""
-    return int(ranks.sum_(torch.tensor([m])).item())
 
 
 def coefficients_csv(model: Model) -> str:
