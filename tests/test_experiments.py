@@ -4,6 +4,7 @@ the comparison table, run-cache restores, the served model, predict, and a real 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -51,6 +52,16 @@ def test_compare_prints_one_row_per_implementation(compared):
     assert all(float(r[3]) >= 0.9 for r in rows)
     run_ids = {r[5] for r in rows}
     assert {r.info.run_id for r in runs_of(repo)} >= run_ids
+
+
+def test_compare_returns_only_when_its_queue_workers_have_ended(compared):
+    repo, _ = compared
+    records = [json.loads(f.read_text()) for f in (repo / ".dvc/tmp/exps/celery").glob("dvc-exp-worker-*.json")]
+    assert records, "the comparison ran no queue worker"
+    for info in records:
+        assert info["returncode"] is not None, info
+        with pytest.raises(ProcessLookupError):
+            os.kill(info["pid"], 0)
 
 
 def test_two_workers_on_a_new_store_make_exactly_one_finished_run_per_experiment(compared):

@@ -10,17 +10,21 @@ Every experiment trains (DVC never restores `train` from its run cache), so the 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from softmax_regression.cli import run_stage
 from softmax_regression.config import TrackingParams, read_params, section
 from softmax_regression.errors import PipelineError
 
 IMPLEMENTATIONS = ("manual", "autograd", "nn")
+WORKERS = Path(".dvc", "tmp", "exps", "celery")  # DVC 3.x keeps each queue worker's pid and exit code here
 COLUMNS = ("implementation", "final train loss", "train accuracy", "test accuracy", "train time (s)",
            "MLflow run id")
 
@@ -54,21 +58,29 @@ def run_queue(names: list[str], jobs: int, timeout: float) -> None:
 
     Neither `dvc exp run --run-all -j N` nor `dvc queue start` is waited on: seen here with DVC 3.67
     (and treeverse/dvc#10398), either can hang after the last experiment ends, and workers can stop with
-    tasks still queued. So this watches `dvc queue status`, starts workers again while tasks wait with
-    none active, and stops the workers once the experiments have ended.
+    tasks still queued. So this watches `dvc queue status`, starts workers again when tasks have waited
+    10 s with no worker alive, and stops the workers once the experiments have ended. A worker busy
+    training may not answer the status query in time, so "alive" is also read from the worker processes:
+    a second worker of the same name would overwrite the first's record, and outlive the stop.
     """
     starter = _start_workers(jobs)
     deadline = time.monotonic() + timeout
+    unserved_since = None
     try:
         while True:
             status, active = queue_status()
             mine = {name: status.get(name, "?") for name in names}
             if all(state in ("Success", "Failed") for state in mine.values()):
                 break
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
                 raise PipelineError(f"experiments still running after {timeout:.0f} s: {mine}")
-            if not active and "Queued" in mine.values() and starter.poll() is not None:
-                starter = _start_workers(jobs)
+            if "Queued" in mine.values() and not active and not _live_workers() and starter.poll() is not None:
+                unserved_since = unserved_since or now
+                if now - unserved_since > 10:
+                    starter, unserved_since = _start_workers(jobs), None
+            else:
+                unserved_since = None
             time.sleep(2)
     finally:
         _stop_workers(starter)
@@ -82,15 +94,48 @@ def _start_workers(jobs: int) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-def _stop_workers(starter: subprocess.Popen) -> None:
-    """Ask the workers to stop; end the starter if it is still waiting on them."""
+def _stop_workers(starter: subprocess.Popen, timeout: float = 60) -> None:
+    """Ask the workers to stop and wait until they have, ending any that outlive `timeout`.
+
+    `dvc queue stop` only broadcasts a shutdown; a worker that polls the queue before it reads that can
+    still take an experiment queued after we return (seen in CI). So the worker processes themselves,
+    which DVC records in WORKERS, are waited on.
+    """
     try:
-        subprocess.run(["dvc", "queue", "stop"], capture_output=True, timeout=60)
+        subprocess.run(["dvc", "queue", "stop"], capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         pass
     if starter.poll() is None:
         os.killpg(starter.pid, signal.SIGTERM)
         starter.wait(timeout=30)
+    deadline = time.monotonic() + timeout
+    while (alive := _live_workers()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for pid in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+
+
+def _live_workers() -> list[int]:
+    """The process ids of the queue workers still running, from the records DVC keeps of them."""
+    alive = []
+    root = next((d for d in (Path.cwd(), *Path.cwd().parents) if (d / ".dvc").is_dir()), Path.cwd())
+    for record in (root / WORKERS).glob("dvc-exp-worker-*.json"):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            info = json.loads(record.read_text())
+            if info["returncode"] is None and _running(info["pid"]):
+                alive.append(info["pid"])
+    return alive
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but not ours
+        pass
+    return True
 
 
 def queue_status() -> tuple[dict[str, str], int]:
