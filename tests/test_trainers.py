@@ -40,6 +40,15 @@ def test_tutorial_gradient_descent_agrees_on_iris_in_float32(iris, a, b):
     assert_pair_agrees(fit_all(X.float(), y, 3), a, b, atol=1e-5)
 
 
+@pytest.mark.parametrize("a,b", PAIRS, ids=PAIR_IDS)
+def test_lbfgs_in_float32_stops_where_j_stops_resolving_and_the_implementations_agree(iris, a, b):
+    X, y = iris
+    Z = ((X - X.mean(0)) / X.std(0)).float()
+    fits = fit_all(Z, y, 3, optimizer="lbfgs", iterations=100)
+    assert fits[a].converged and len(fits[a].losses) == len(fits[b].losses) < 100
+    assert_pair_agrees(fits, a, b, atol=1e-5)  # went on, the weights would wander apart by ~1e-3
+
+
 @pytest.mark.parametrize("optimizer,changes,atol", [
     ("gd", dict(lr=0.5, momentum=0.9, iterations=100), 1e-10),
     ("sgd", dict(lr=0.2, batch_size=37, momentum=0.5, iterations=20), 1e-10),
