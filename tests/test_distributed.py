@@ -10,6 +10,7 @@ import dataclasses
 import itertools
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -294,3 +295,8 @@ def test_torchrun_must_start_world_size_processes(monkeypatch):
     assert torchrun_rank(4) == Ranks(1, 4, 1)
     with pytest.raises(ParamError, match=r"train\.world_size is 2, but torchrun started 4 processes"):
         torchrun_rank(2)
+
+
+def test_a_rank_that_cannot_start_reports_why():
+    with pytest.raises((AttributeError, TypeError, pickle.PicklingError), match="(?i)pickle|local object"):
+        launch(2, CPU, lambda ranks: ranks.rank)  # a lambda cannot be sent to a spawned process

@@ -150,7 +150,8 @@ def _spawn(world_size: int, device: torch.device, fn: Callable[..., T], args: tu
                 if process.is_alive():
                     process.kill()
             for process in processes:
-                process.join()
+                if process.pid is not None:  # started: a start that failed leaves the rest unstarted
+                    process.join()
         if failed:
             raise PipelineError(_failure(failed, Path(folder), world_size))
         with open(Path(folder) / RESULT, "rb") as f:
