@@ -2,12 +2,10 @@
 
 import sys
 
-import numpy as np
-
 from softmax_regression.cli import run_stage
 from softmax_regression.config import TrackingParams, read_params, section
 from softmax_regression.dataset import read_dataset
-from softmax_regression.figures import heat_map
+from softmax_regression.figures import confusion_heat_map
 from softmax_regression.files import read_json, write_json, write_text
 from softmax_regression.metrics import classification_report, confusion_csv
 from softmax_regression.model import predict_proba, read_model
@@ -31,9 +29,7 @@ def main() -> None:
     write_json(METRICS, report)
     write_json(PER_CLASS, per_class)
     write_text(CONFUSION_PLOT, confusion_csv(data.y, P.argmax(dim=1), model.classes))
-    counts = [[per_class["confusion_matrix"][a][p] for p in model.classes] for a in model.classes]
-    heat_map(CONFUSION_PNG, np.array(counts), model.classes, model.classes,
-             f"Confusion matrix, test set (accuracy {report['accuracy']:.3f})", "predicted", "actual", fmt="d")
+    confusion_heat_map(CONFUSION_PNG, data.y, P.argmax(dim=1), model.classes, report["accuracy"])
 
     trained_by = read_json(RUN)["run_id"]
     trained = tracking.find_run(trained_by)

@@ -8,8 +8,7 @@ from softmax_regression.distributed import launch, torchrun_rank
 from softmax_regression.files import write_json, write_text
 from softmax_regression.model import write_model
 from softmax_regression.trainers import check_choices
-from softmax_regression.training import (check_world_size, coefficient_heat_map, coefficients_csv, device_for,
-                                         train_shard)
+from softmax_regression.training import check_world_size, coefficients_csv, device_for, train_shard
 
 TRAIN, TEST, CLASSES = "data/split/train.parquet", "data/split/test.parquet", "data/split/classes.json"
 MODEL, COEFFICIENTS, RUN = "models/model.safetensors", "models/coefficients.csv", "models/mlflow_run.json"
@@ -29,6 +28,7 @@ def main() -> None:
         return
 
     from softmax_regression import tracking  # imports mlflow: seconds, so only once the params are good
+    from softmax_regression.figures import coefficient_heat_map  # matplotlib: rank 0 only
 
     tracking.check_reachable()
     check_world_size(params.world_size, TRAIN)

@@ -75,7 +75,8 @@ def run_queue(names: list[str], jobs: int, timeout: float) -> None:
             now = time.monotonic()
             if now > deadline:
                 raise PipelineError(f"experiments still running after {timeout:.0f} s: {mine}")
-            if "Queued" in mine.values() and not active and not _live_workers() and starter.poll() is not None:
+            unserved = "Queued" in mine.values() and not active and not _live_workers()
+            if unserved and starter.poll() is not None:
                 unserved_since = unserved_since or now
                 if now - unserved_since > 10:
                     starter, unserved_since = _start_workers(jobs), None

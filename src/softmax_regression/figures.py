@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -12,6 +13,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from softmax_regression.files import atomic_path  # noqa: E402
+from softmax_regression.metrics import confusion_matrix  # noqa: E402
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from softmax_regression.model import Model
 
 
 def heat_map(path: str | Path, values: np.ndarray, rows: list[str], columns: list[str], title: str,
@@ -35,3 +42,18 @@ def heat_map(path: str | Path, values: np.ndarray, rows: list[str], columns: lis
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})  # no version stamp: same bytes
     plt.close(fig)
+
+
+def coefficient_heat_map(model: Model, path: str | Path) -> None:
+    """Weights on standardised features (feature × class): comparable across features, unlike raw units."""
+    title = "Coefficients (standardised features)" if bool((model.scale != 1).any()) else "Coefficients"
+    heat_map(path, model.W.double().numpy(), model.features, model.classes, title, "class", "feature",
+             centred=True)
+
+
+def confusion_heat_map(path: str | Path, y_true: Tensor, y_pred: Tensor, classes: list[str],
+                       accuracy: float) -> None:
+    """Counts of each actual class (rows) predicted as each class (columns)."""
+    counts = confusion_matrix(y_true, y_pred, len(classes)).numpy()
+    heat_map(path, counts, classes, classes, f"Confusion matrix, test set (accuracy {accuracy:.3f})",
+             "predicted", "actual", fmt="d")

@@ -39,6 +39,16 @@ def objective(X: Tensor, y: Tensor, W: Tensor, b: Tensor, l2: float, n: float | 
     return (torch.logsumexp(Lt, dim=0) - Lt.gather(0, y[None])[0]).sum() / n + l2 * (W * W).sum()
 
 
+def objective_on_ranks(X: Tensor, y: Tensor, W: Tensor, b: Tensor, l2: float, n: int, ranks: Ranks = ONE
+                       ) -> Tensor:
+    """J over the n rows of every rank, without gradients: each rank's share over its rows X, y (its
+    cross-entropy sum divided by n/N), averaged over the ranks."""
+    with torch.no_grad():
+        loss = objective(X, y, W, b, l2, n / ranks.size)
+    ranks.mean_(loss)
+    return loss
+
+
 def feature_scaling(X: Tensor, ranks: Ranks = ONE) -> tuple[Tensor, Tensor]:
     """Per-feature mean and standard deviation of X (m, d) over the rows of every rank, float64; a
     constant feature gets scale 1.

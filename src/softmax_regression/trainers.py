@@ -24,7 +24,7 @@ from torch import Tensor
 from softmax_regression.config import TrainParams
 from softmax_regression.distributed import ONE, Ranks
 from softmax_regression.errors import ParamError, TrainingDiverged
-from softmax_regression.model import objective
+from softmax_regression.model import objective, objective_on_ranks
 
 
 @dataclass(frozen=True)
@@ -210,7 +210,7 @@ def stochastic_gradient_descent(impl: Implementation, p: TrainParams, record: Ca
     generator = torch.Generator().manual_seed(p.seed)
     previous = math.inf
     for epoch in range(p.iterations):
-        loss = objective_of(impl)
+        loss = objective_on_ranks(impl.X, impl.y, *impl.weights(), impl.l2, impl.n, impl.ranks)
         record(epoch, loss)
         if abs(previous - loss.item()) <= p.tol * max(1.0, abs(loss.item())):
             return True
@@ -309,15 +309,6 @@ def fit(X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, params: TrainParams,
                                f"try a smaller train.lr")
     seconds = time.perf_counter() - start
     return Fit(W.cpu(), b.cpu(), torch.tensor(losses, dtype=torch.float64), converged, seconds)
-
-
-def objective_of(impl: Implementation) -> Tensor:
-    """J over all rows at the current weights, without gradients."""
-    W, b = impl.weights()
-    with torch.no_grad():
-        loss = objective(impl.X, impl.y, W, b, impl.l2, impl.share())
-    impl.ranks.mean_(loss)
-    return loss
 
 
 def _max_gradient(impl: Implementation) -> float:

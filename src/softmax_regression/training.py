@@ -19,8 +19,8 @@ from softmax_regression.dataset import Dataset, read_dataset
 from softmax_regression.distributed import ONE, Ranks
 from softmax_regression.errors import DataError, ParamError
 from softmax_regression.metrics import correct, negative_log_likelihood
-from softmax_regression.model import (Model, feature_scaling, initial_weights, objective, predict_proba,
-                                      standardize)
+from softmax_regression.model import (Model, feature_scaling, initial_weights, objective_on_ranks,
+                                      predict_proba, standardize)
 from softmax_regression.trainers import Fit, check_choices, fit
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -127,11 +127,8 @@ def train(data: Dataset, params: TrainParams, test: Dataset | None = None,
         Xt, yt = standardize(test.X, mean, scale, dtype).to(device), test.y.to(device)
         watch = [(X, y, ranks.total(len(y))), (Xt, yt, ranks.total(len(yt)))]
 
-    def record(W: Tensor, b: Tensor, t: int) -> None:
-        with torch.no_grad():  # each rank's share of the mean cross-entropy, then their mean
-            values = torch.stack([objective(Xw, yw, W, b, 0.0, n / ranks.size) for Xw, yw, n in watch])
-        ranks.mean_(values)
-        curves.add(t, *values.tolist())
+    def record(W: Tensor, b: Tensor, t: int) -> None:  # the mean cross-entropy: J without the penalty
+        curves.add(t, *(objective_on_ranks(Xw, yw, W, b, 0.0, n, ranks).item() for Xw, yw, n in watch))
 
     def monitor(t: int, loss: float, weights: Callable[[], tuple[Tensor, Tensor]]) -> bool:
         if progress is not None:
@@ -152,8 +149,7 @@ def train_metrics(model: Model, data: Dataset, l2: float, ranks: Ranks = ONE) ->
     n = ranks.total(len(data.y))
     with torch.no_grad():
         P = predict_proba(model, data.X)
-        loss = objective(model.inputs(data.X), data.y, model.W, model.b, l2, n / ranks.size)
-    ranks.mean_(loss)
+    loss = objective_on_ranks(model.inputs(data.X), data.y, model.W, model.b, l2, n, ranks)
     sums = torch.tensor([correct(P, data.y), negative_log_likelihood(P, data.y)], dtype=torch.float64)
     ranks.sum_(sums)
     return {"train_loss_final": loss.item(), "train_log_loss": sums[1].item() / n,
@@ -172,14 +168,6 @@ def coefficients_csv(model: Model) -> str:
         writer.writerow([name, *row, mean, scale])
     writer.writerow(["(bias)", *model.b.tolist(), "", ""])
     return out.getvalue()
-
-
-def coefficient_heat_map(model: Model, path: str) -> None:
-    """Weights on standardised features (feature × class): comparable across features, unlike raw units."""
-    from softmax_regression.figures import heat_map
-
-    heat_map(path, model.W.double().numpy(), model.features, model.classes, "Coefficients (standardised features)"
-             if bool((model.scale != 1).any()) else "Coefficients", "class", "feature", centred=True)
 
 
 def _check_representable(X: torch.Tensor, features: list[str], dtype: str) -> None:
