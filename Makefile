@@ -13,7 +13,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: run test ui compare predict bench clean-venv
+.PHONY: run test ui compare predict bench stress clean-venv
 
 run: $(STAMP)
 	dvc repro
@@ -38,6 +38,11 @@ predict: $(STAMP)
 # Speed against scikit-learn and the matrix-product floor (about 8 minutes on 2 cores)
 bench: $(STAMP)
 	python bench/benchmark.py
+
+# The rank-failure tests 20 times in a row beside CPU-hungry processes: which rank is blamed must not
+# depend on timing (about 5 minutes on 2 cores)
+stress: $(STAMP)
+	python bench/stress.py
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -26,7 +26,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from softmax_regression.config import TrainParams
-from softmax_regression.distributed import launch
+from softmax_regression.launch import launch
 from softmax_regression.model import initial_weights, objective
 from softmax_regression.trainers import IMPLEMENTATIONS, OPTIMIZERS, fit
 from softmax_regression.training import train_shard
@@ -34,12 +34,13 @@ from softmax_regression.training import train_shard
 ROOT = Path(__file__).resolve().parents[1]
 FEATURES, CLASSES, L2, TARGET = 100, 10, 1e-3, 1e-5
 LEARNING_RATES = {"gd": 1.0, "sgd": 0.1, "lbfgs": 1.0}
-STAGE_IMPORTS = {  # what each stage imports that costs time
+STAGE_IMPORTS = {  # the packages each stage needs, imported in a fresh interpreter: the floor of its time
     "ingest": "import pandas, pyarrow, pyarrow.csv, yaml",
-    "split": "import pandas, pyarrow, yaml",
-    "train": "import torch, mlflow, pandas, pyarrow, safetensors, yaml, filelock",
-    "evaluate": "import torch, mlflow, pandas, pyarrow, safetensors, yaml, filelock",
+    "split": "import pandas, pyarrow, pyarrow.parquet, yaml",
+    "train": "import torch, mlflow, pandas, pyarrow.parquet, safetensors, yaml, filelock, matplotlib.pyplot",
+    "evaluate": "import torch, mlflow, pandas, pyarrow.parquet, safetensors, yaml, filelock, matplotlib.pyplot",
 }
+SQL_STORE = "mlflow.store.tracking.sqlalchemy_store"  # what MLflow imports to open the local store
 
 
 @dataclass
@@ -137,28 +138,92 @@ def race(X: torch.Tensor, y: torch.Tensor, impl: str, optimizer: str, target: fl
                result.losses[-1].item(), epoch, peak_rss_mb())
 
 
+def timed_repro(clone: Path, env: dict) -> tuple[float, dict[str, float]]:
+    """`dvc repro` in `clone`: its wall time, and each stage's, from the moment DVC announces the stage to
+    the next announcement (or its last line); what is left is DVC's own start-up and bookkeeping."""
+    start = time.perf_counter()
+    marks: list[tuple[str, float]] = []
+    with subprocess.Popen(["dvc", "repro"], cwd=clone, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True) as process:
+        for line in process.stdout:
+            if line.startswith("Running stage '"):
+                marks.append((line.split("'")[1], time.perf_counter()))
+            elif line.startswith(("Updating lock file", "Use `dvc push`", "To track the changes")) and marks:
+                marks.append(("", time.perf_counter()))  # the stage's end, once per stage at least
+    total = time.perf_counter() - start
+    if process.returncode:
+        raise RuntimeError(f"dvc repro failed in {clone}")
+    stages: dict[str, float] = {}
+    ends = [t for name, t in marks if not name]
+    for name, begun in ((n, t) for n, t in marks if n):
+        stages[name] = min(t for t in ends if t > begun) - begun
+    return total, stages
+
+
+def import_floor(statement: str, env: dict, repeats: int = 3) -> float:
+    """The median time to start Python and run `statement` (imports), in a fresh interpreter each time."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", statement], env=env, check=True)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
 def dvc_repro_timing() -> dict:
-    """`dvc repro` in a fresh clone of this repository, and a no-op second one, against the import floor."""
+    """`dvc repro` on Iris against the import floor, side by side: in a fresh clone (no MLflow store yet),
+    after a change of `train.lr` (train and evaluate re-run, three times), and a no-op."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "DVC_NO_ANALYTICS": "1"}
+           "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "DVC_NO_ANALYTICS": "1",
+           "PYTHONUNBUFFERED": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
+    floors = {stage: import_floor(statement, env) for stage, statement in STAGE_IMPORTS.items()}
+    with_store = {stage: import_floor(f"{STAGE_IMPORTS[stage]}, {SQL_STORE}", env) for stage in ("train", "evaluate")}
     with tempfile.TemporaryDirectory() as tmp:
         clone = Path(tmp) / "clone"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
-        timings = {}
-        for name in ("first", "no-op"):
-            start = time.perf_counter()
-            subprocess.run(["dvc", "repro"], cwd=clone, env=env, check=True, capture_output=True)
-            timings[name] = time.perf_counter() - start
-    imports = {}
-    for stage, statement in STAGE_IMPORTS.items():
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", statement], env=env, check=True)
-        imports[stage] = time.perf_counter() - start
-    floor_seconds = sum(imports.values())
-    return {"dvc_repro_fresh_clone_s": timings["first"], "dvc_repro_noop_s": timings["no-op"],
-            "import_floor_s": floor_seconds, "import_floor_per_stage_s": imports,
-            "ratio_to_floor": timings["first"] / floor_seconds}
+        fresh, stages = timed_repro(clone, env)
+        changed = []
+        for lr in (0.11, 0.12, 0.13):
+            params = (clone / "params.yaml").read_text()
+            (clone / "params.yaml").write_text(params.replace("  lr: ", f"  lr: {lr}  # was ", 1))
+            changed.append(timed_repro(clone, env))
+            (clone / "params.yaml").write_text(params)
+        noop, _ = timed_repro(clone, env)
+    changed.sort(key=lambda run: run[0])
+    change, change_stages = changed[1]  # the median of three
+    floor_all, floor_two = sum(floors.values()), floors["train"] + floors["evaluate"]
+    table = {stage: {"wall_s": stages[stage], "import_floor_s": floors[stage],
+                     "rest_s": stages[stage] - floors[stage]} for stage in STAGE_IMPORTS}
+    report = {
+        "per_stage_fresh_clone": table,
+        "dvc_own_s": fresh - sum(stages.values()),
+        "import_floor_s": floors,
+        "import_floor_with_sql_store_s": with_store,
+        "dvc_repro_fresh_clone_s": fresh, "dvc_repro_after_train_change_s": change,
+        "per_stage_after_train_change": change_stages, "dvc_repro_noop_s": noop,
+        "fresh_clone_over_floor": fresh / floor_all,
+        "train_change_over_floor": change / floor_two,
+    }
+    print_repro_table(report)
+    return report
+
+
+def print_repro_table(r: dict) -> None:
+    print(f"\n{'stage':<10} {'wall (s)':>9} {'import floor (s)':>17} {'rest (s)':>9}   dvc repro in a fresh clone")
+    for stage, row in r["per_stage_fresh_clone"].items():
+        print(f"{stage:<10} {row['wall_s']:>9.2f} {row['import_floor_s']:>17.2f} {row['rest_s']:>9.2f}")
+    print(f"{'dvc own':<10} {r['dvc_own_s']:>9.2f}")
+    floor_all = sum(r["import_floor_s"].values())
+    floor_two = r["import_floor_s"]["train"] + r["import_floor_s"]["evaluate"]
+    print(f"{'total':<10} {r['dvc_repro_fresh_clone_s']:>9.2f} {floor_all:>17.2f}")
+    print(f"fresh clone: {r['dvc_repro_fresh_clone_s']:.2f} s / floor {floor_all:.2f} s = "
+          f"{r['fresh_clone_over_floor']:.2f}x (target <= 1.3)")
+    print(f"after a train.lr change: {r['dvc_repro_after_train_change_s']:.2f} s / floor of train + evaluate "
+          f"{floor_two:.2f} s = {r['train_change_over_floor']:.2f}x (target <= 1.3); no-op dvc repro "
+          f"{r['dvc_repro_noop_s']:.2f} s")
+    print("import floor with MLflow's SQL store module too: " + ", ".join(
+        f"{k} {v:.2f} s" for k, v in r["import_floor_with_sql_store_s"].items()), flush=True)
 
 
 def warm_up() -> None:
@@ -263,12 +328,17 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=10.0, help="seconds per run before giving up")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results.json")
     parser.add_argument("--skip-dvc", action="store_true", help="skip the dvc repro timing on Iris")
+    parser.add_argument("--dvc-only", action="store_true", help="only the dvc repro timing on Iris")
     parser.add_argument("--stage-rows", type=int, default=1_000_000,
                         help="rows of the CSV for the stages' peak memory (0: skip)")
     parser.add_argument("--parallel-rows", type=int, default=1_000_000,
                         help="training rows for 1 rank against 2 (0: skip)")
     parser.add_argument("--parallel-iterations", type=int, default=20)
     args = parser.parse_args()
+    if args.dvc_only:
+        report = {"iris_dvc_repro": dvc_repro_timing()}
+        print(json.dumps(report, indent=2))
+        return
     torch.manual_seed(0)
 
     warm_up()

@@ -20,7 +20,7 @@ def main() -> None:
     experiment = section(read_params(), "tracking", TrackingParams).experiment
     from softmax_regression import tracking  # imports mlflow: seconds
 
-    tracking.check_reachable()
+    tracking.connect()
     model = read_model(MODEL)
     data = read_dataset(TEST, CLASSES, features=model.features)
     P = predict_proba(model, data.X)

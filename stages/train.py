@@ -3,12 +3,6 @@ model, record the MLflow run."""
 
 from softmax_regression.cli import run_stage
 from softmax_regression.config import TrackingParams, TrainParams, flatten, read_params, section
-from softmax_regression.dataset import read_dataset
-from softmax_regression.distributed import launch, torchrun_rank
-from softmax_regression.files import write_json, write_text
-from softmax_regression.model import write_model
-from softmax_regression.trainers import check_choices
-from softmax_regression.training import check_world_size, coefficients_csv, device_for, train_shard
 
 TRAIN, TEST, CLASSES = "data/split/train.parquet", "data/split/test.parquet", "data/split/classes.json"
 MODEL, COEFFICIENTS, RUN = "models/model.safetensors", "models/coefficients.csv", "models/mlflow_run.json"
@@ -20,21 +14,35 @@ def main() -> None:
     all_params = read_params()
     params = section(all_params, "train", TrainParams)
     experiment = section(all_params, "tracking", TrackingParams).experiment
-    check_choices(params)  # unknown names and devices fail here, before any work
+    # Every param is checked by now. torch costs seconds to import, so it comes after.
+    import pandas as pd
+
+    from softmax_regression.dataset import read_dataset
+    from softmax_regression.files import write_json, write_text
+    from softmax_regression.launch import launch, torchrun_rank
+    from softmax_regression.model import write_model
+    from softmax_regression.training import (
+        check_world_size,
+        coefficients_csv,
+        device_for,
+        kernel_level,
+        train_shard,
+    )
+
     device = device_for(params.device)
     here = torchrun_rank(params.world_size)
     if here is not None and not here.leader:  # one of several ranks under torchrun: rank 0 reports
         launch(params.world_size, device, train_shard, params, TRAIN, TEST, CLASSES)
         return
 
-    from softmax_regression import tracking  # imports mlflow: seconds, so only once the params are good
+    from softmax_regression import pyfunc, tracking  # mlflow: seconds, so only once the params are good
     from softmax_regression.figures import coefficient_heat_map  # matplotlib: rank 0 only
 
-    tracking.check_reachable()
+    tracking.connect()
     check_world_size(params.world_size, TRAIN)
     example = read_dataset(TRAIN, CLASSES, rows=(0, 5))  # for the model's signature
     run_name = f"{params.impl}+{params.optimizer} lr={params.lr} l2={params.l2} it={params.iterations}"
-    run_id = tracking.create_run(experiment, run_name, flatten(all_params))
+    run_id = tracking.create_run(experiment, run_name, flatten(all_params), {"cpu_kernels": kernel_level()})
     with tracking.active_run(run_id):
         tracking.log_training_data(TRAIN, example.features, example.label, all_params["ingest"]["path"])
         trained = launch(params.world_size, device, train_shard, params, TRAIN, TEST, CLASSES)
@@ -53,7 +61,7 @@ def main() -> None:
         tracking.log_series("log_loss/test", curves.test_log_loss, curves.iteration)
         tracking.log_metrics(metrics | {"train_seconds": trained.seconds}, step=len(losses))
         tracking.log_artifacts([MODEL, COEFFICIENTS, HEAT_MAP], "weights")
-        tracking.log_model(model, example.X)
+        pyfunc.log_model(MODEL, pd.DataFrame(example.X.numpy(), columns=example.features))
     ranks = "" if params.world_size == 1 else f" on {params.world_size} ranks"
     print(f"train: {params.impl}+{params.optimizer}, {len(losses)} iterations{ranks} in "
           f"{trained.seconds:.2f} s, train accuracy {metrics['train_accuracy']:.4f}, "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from softmax_regression.cli import OFFLINE
 from softmax_regression.data import encode_labels, read_raw
+
+for key, value in OFFLINE.items():  # before any test imports MLflow, as a stage does
+    os.environ.setdefault(key, value)
 
 ROOT = Path(__file__).resolve().parents[1]
 IRIS = ROOT / "data" / "Iris.csv"
@@ -64,9 +69,39 @@ def copy_repo(dest: Path) -> Path:
     return dest
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh copy of the repository in which `dvc repro` has run once."""
-    dest = copy_repo(tmp_path_factory.mktemp("repo"))
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh copy of the repository after one real `dvc repro`: what a new user's first run leaves.
+    Shared by the whole session, so never changed: a test that changes a repository takes `copy_built`."""
+    dest = copy_repo(tmp_path_factory.mktemp("built"))
     run(["dvc", "repro"], dest)
     return dest
+
+
+def copy_built(built: Path, dest: Path, store: bool = True) -> Path:
+    """A private copy of `built`: git, DVC's cache and outputs, and (with `store`) its MLflow store, whose
+    absolute paths (artifact locations) are moved to the copy. Without `store`, a repository with no MLflow
+    store yet. A copy costs well under a second; a `dvc repro` of its own costs the whole pipeline."""
+    ignore = None if store else shutil.ignore_patterns("mlflow.db", "mlflow.db.lock", "mlruns")
+    shutil.copytree(built, dest, symlinks=True, ignore=ignore)
+    if store:
+        relocate_store(dest / "mlflow.db", str(built), str(dest))
+    return dest
+
+
+def relocate_store(db: Path, old: str, new: str) -> None:
+    """Replace the folder `old` by `new` in every text column of an MLflow sqlite store."""
+    with sqlite3.connect(db) as con:
+        tables = [name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        for table in tables:
+            for _, column, kind, *_ in con.execute(f'PRAGMA table_info("{table}")').fetchall():
+                if any(word in kind.upper() for word in ("CHAR", "TEXT")):
+                    con.execute(f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) '
+                                f'WHERE "{column}" LIKE ?', (old, new, f"%{old}%"))
+    con.close()
+
+
+@pytest.fixture(scope="module")
+def repo(built: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A module's own copy of `built`: after one `dvc repro`, with its MLflow run."""
+    return copy_built(built, tmp_path_factory.mktemp("repo") / "repo")

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from softmax_regression.config import (IngestParams, SplitParams, TrainParams, flatten, read_params,
-                                       section)
+from softmax_regression.config import IngestParams, SplitParams, TrainParams, flatten, read_params, section
 from softmax_regression.errors import ParamError
 
 from conftest import ROOT

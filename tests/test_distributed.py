@@ -1,6 +1,6 @@
 """Data-parallel training: N ranks give the numbers of one process, and a failing rank stops them all.
 
-The ranks are real processes (spawned, gloo on CPU), started by `distributed.launch` as the train stage
+The ranks are real processes (spawned, gloo on CPU), started by `launch.launch` as the train stage
 does; the end-to-end test through `dvc exp run -S train.world_size=2` is in test_pipeline.py.
 """
 
@@ -25,9 +25,10 @@ import yaml
 
 from softmax_regression.config import TrainParams, read_params, section
 from softmax_regression.data import encode_labels, parquet_rows, read_raw, stratified_split, write_parquet
-from softmax_regression.distributed import Ranks, launch, torchrun_rank
 from softmax_regression.errors import DataError, ParamError, PipelineError
 from softmax_regression.files import write_json
+from softmax_regression.launch import launch, torchrun_rank
+from softmax_regression.ranks import Ranks
 from softmax_regression.trainers import IMPLEMENTATIONS
 from softmax_regression.training import train_shard
 
@@ -165,21 +166,25 @@ def test_a_killed_rank_is_named():
 
 
 def test_the_cause_is_reported_not_its_echo(tmp_path):
-    """What the launcher reports when several ranks have ended: a rank killed without a word is the cause;
-    otherwise the report written first (the peers' "connection closed" comes after it)."""
+    """What the launcher names once the ranks have ended: a rank that died without a word is the cause,
+    unless the launcher itself stopped it; otherwise any report before a peer's echo (a failed collective),
+    even an echo written first, as under load; among reports of one kind, the earliest."""
     from types import SimpleNamespace
 
-    from softmax_regression.distributed import _failure
+    from softmax_regression.launch import ECHO, ERROR, TRACEBACK, _failure, _report
 
-    killed, echo = SimpleNamespace(exitcode=-signal.SIGKILL), SimpleNamespace(exitcode=1)
-    (tmp_path / "0.traceback").write_text("2000\nTraceback ...\nRuntimeError: Connection closed by peer")
-    assert _failure([(0, echo), (1, killed)], tmp_path, 2) == "rank 1 of 2 was killed by SIGKILL"
-    (tmp_path / "1.error").write_text("1000\nfeature 'x' has values too large for float32")  # written first
-    assert _failure([(0, echo), (1, echo)], tmp_path, 2) == (
-        "rank 1 of 2: feature 'x' has values too large for float32")
-    (tmp_path / "1.error").write_text("3000\nfeature 'x' has values too large for float32")  # written last
-    assert _failure([(0, echo), (1, echo)], tmp_path, 2) == (
-        "rank 0 of 2: RuntimeError: Connection closed by peer (traceback above)")
+    ended, killed = SimpleNamespace(exitcode=1), SimpleNamespace(exitcode=-signal.SIGKILL)
+    _report(tmp_path, 0, ECHO, "Traceback ...\nsoftmax_regression.ranks.PeerLost: Connection closed by peer")
+    assert _failure([ended, killed], set(), tmp_path) == "rank 1 of 2 was killed by SIGKILL"
+    assert _failure([ended, killed], {1}, tmp_path) == (  # stopped by the launcher: not a cause
+        "rank 0 of 2: softmax_regression.ranks.PeerLost: Connection closed by peer (traceback above)")
+    _report(tmp_path, 2, TRACEBACK, "Traceback ...\nZeroDivisionError: shard 2 is bad")  # after the echo
+    _report(tmp_path, 1, ERROR, "feature 'x' has values too large for float32")  # after both
+    assert _failure([ended, ended, ended], set(), tmp_path) == (
+        "rank 2 of 3: ZeroDivisionError: shard 2 is bad (traceback above)")
+    (tmp_path / "2.report").unlink()
+    assert _failure([ended, ended, SimpleNamespace(exitcode=0)], set(), tmp_path) == (
+        "rank 1 of 3: feature 'x' has values too large for float32")
 
 
 def test_every_rank_agrees_on_the_launch():

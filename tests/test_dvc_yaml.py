@@ -23,6 +23,8 @@ def imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module)
             names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.endswith(".py"):
+            names.add(f"{PACKAGE}.{node.value.removesuffix('.py')}")  # a file of ours run by name (MLflow's)
     return names
 
 

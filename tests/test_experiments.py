@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import IRIS, copy_repo, run, tool_env
+from conftest import IRIS, copy_built, run, tool_env
 
 
 def client(repo: Path):
@@ -32,12 +33,18 @@ def runs_of(repo: Path) -> list:
 
 
 @pytest.fixture(scope="module")
-def compared(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
-    """A fresh copy with no MLflow store yet, then `python -m softmax_regression.compare` (2 workers)."""
-    repo = copy_repo(tmp_path_factory.mktemp("compare"))
-    assert not (repo / "mlflow.db").exists()
+def compared(built, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """A copy after `make run` (its run in the store), then `python -m softmax_regression.compare` (2
+    workers): `manual` is the workspace's own params, so that experiment has nothing to run."""
+    repo = copy_built(built, tmp_path_factory.mktemp("compare") / "repo")
     result = run([sys.executable, "-m", "softmax_regression.compare"], repo, timeout=600)
     return repo, result
+
+
+def queued(result: subprocess.CompletedProcess) -> dict[str, str]:
+    """{implementation: experiment name} of what `compare` queued."""
+    names = re.findall(r"Queued experiment '(\S+)'", result.stderr)
+    return {name.rsplit("-", 1)[1]: name for name in names}
 
 
 def test_compare_prints_one_row_per_implementation(compared):
@@ -46,12 +53,14 @@ def test_compare_prints_one_row_per_implementation(compared):
     assert lines[0].split() == ["implementation", "final", "train", "loss", "train", "accuracy", "test",
                                 "accuracy", "train", "time", "(s)", "MLflow", "run", "id"]
     rows = [line.split() for line in lines[2:]]
-    assert [r[0] for r in rows] == ["manual", "autograd", "nn"]
+    assert [r[0] for r in rows] == ["autograd", "manual", "nn"]
     losses = [float(r[1]) for r in rows]
     assert max(losses) - min(losses) <= 1e-5, "the three implementations minimise one objective"
     assert all(float(r[3]) >= 0.9 for r in rows)
-    run_ids = {r[5] for r in rows}
-    assert {r.info.run_id for r in runs_of(repo)} >= run_ids
+    run_ids = [r[5] for r in rows]
+    assert {r.info.run_id for r in runs_of(repo)} == set(run_ids)
+    first = json.loads((repo / "models/mlflow_run.json").read_text())["run_id"]  # what `make run` trained
+    assert run_ids[1] == first, "an experiment that changes nothing keeps the run that made its outputs"
 
 
 def test_compare_returns_only_when_its_queue_workers_have_ended(compared):
@@ -64,11 +73,12 @@ def test_compare_returns_only_when_its_queue_workers_have_ended(compared):
             os.kill(info["pid"], 0)
 
 
-def test_two_workers_on_a_new_store_make_exactly_one_finished_run_per_experiment(compared):
+def test_two_workers_make_exactly_one_finished_run_per_experiment_that_trains(compared):
     repo, _ = compared
     runs = runs_of(repo)
     names = sorted(r.data.tags.get("dvc.exp_name", "") for r in runs)
-    assert len(runs) == 3 and len(set(names)) == 3 and all(name.startswith("cmp-") for name in names), names
+    assert len(runs) == 3 and names[0] == "" and all(name.startswith("cmp-") for name in names[1:]), names
+    assert {r.data.params["train.impl"] for r in runs if r.data.tags.get("dvc.exp_name")} == {"autograd", "nn"}
     assert all(r.info.status == "FINISHED" and "test_accuracy" in r.data.metrics for r in runs)
     for r in runs:  # queued runs happen in a temporary copy; their artifacts must live under the real root
         assert r.info.artifact_uri.startswith((repo / "mlruns").as_uri()), r.info.artifact_uri
@@ -83,6 +93,24 @@ def test_two_workers_on_a_new_store_make_exactly_one_finished_run_per_experiment
         assert inputs and inputs[0].dataset.digest and inputs[0].tags[0].value == "training"
 
 
+def test_two_processes_on_a_new_store_make_one_experiment(tmp_path):
+    """Queue workers start together on a repository with no MLflow store yet: the store and the experiment
+    are created once, under a file lock, and both processes get the same experiment."""
+    (tmp_path / ".dvc").mkdir()
+    code = ("from softmax_regression import tracking; tracking.connect(); "
+            "print(tracking.experiment_id('softmax-regression'))")
+    processes = [subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env=tool_env(DVC_ROOT=str(tmp_path)),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    ids = []
+    for process in processes:
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        ids.append(out.strip().splitlines()[-1])
+    assert ids[0] == ids[1]
+    experiments = [e for e in client(tmp_path).search_experiments() if e.name == "softmax-regression"]
+    assert len(experiments) == 1 and experiments[0].artifact_location == (tmp_path / "mlruns").as_uri()
+
+
 def test_the_run_id_is_a_column_of_exp_show(compared):
     repo, _ = compared
     shown = run(["dvc", "exp", "show", "--csv"], repo).stdout
@@ -94,8 +122,9 @@ def test_the_run_id_is_a_column_of_exp_show(compared):
 
 
 def test_plots_diff_overlays_the_loss_of_each_experiment(compared):
-    repo, _ = compared
-    names = sorted(r.data.tags["dvc.exp_name"] for r in runs_of(repo))
+    repo, result = compared
+    names = sorted(queued(result).values())
+    assert len(names) == 3
     plots = json.loads(run(["dvc", "plots", "diff", *names, "--json"], repo).stdout)["data"]
     curves = plots["Training loss"][0]["content"]["data"]["values"]
     assert {point["rev"] for point in curves} == set(names)
@@ -110,22 +139,38 @@ def test_a_grid_queues_one_experiment_per_value(compared):
     run(["dvc", "queue", "remove", "--queued"], repo)
 
 
-def test_served_model_predicts_probabilities_for_every_implementation(compared, tmp_path):
-    repo, _ = compared
-    rows = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
-    (tmp_path / "input.json").write_text(json.dumps({"inputs": rows}))
-    for r in runs_of(repo):
-        out = run(["mlflow", "models", "predict", "-m", f"runs:/{r.info.run_id}/model", "-i",
-                   str(tmp_path / "input.json"), "-t", "json", "--env-manager", "local"], repo,
-                  env=tool_env(MLFLOW_TRACKING_URI=f"sqlite:///{repo / 'mlflow.db'}"))
-        P = np.array(json.loads(out.stdout.strip().splitlines()[-1])["predictions"])
-        assert P.shape == (2, 3) and np.allclose(P.sum(axis=1), 1, atol=1e-5), (r.data.params["train.impl"], P)
-        assert P.argmax(axis=1).tolist() == [0, 2]
+def test_every_implementations_model_answers_as_make_predict(compared, tmp_path):
+    """`mlflow models predict` on a CSV (one real round trip: the three models share one pyfunc), and each
+    implementation's logged model loaded in-process: the same table as `make predict`'s, to the bit."""
+    import mlflow
+
+    repo, result = compared
+    rows = pd.read_csv(IRIS).sample(n=7, random_state=1)
+    rows[["PetalWidthCm", "SepalLengthCm", "Id", "PetalLengthCm", "SepalWidthCm"]].to_csv(tmp_path / "in.csv",
+                                                                                         index=False)
+    env = tool_env(MLFLOW_TRACKING_URI=f"sqlite:///{repo / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    for i, (impl, name) in enumerate(sorted(queued(result).items())):
+        run(["dvc", "exp", "apply", name], repo)  # its model file, for make predict
+        r = client(repo).get_run(json.loads((repo / "models/mlflow_run.json").read_text())["run_id"])
+        assert r.data.params["train.impl"] == impl
+        run([sys.executable, "-m", "softmax_regression.predict", str(tmp_path / "in.csv"), "--output",
+             str(tmp_path / "expected.csv")], repo)
+        expected = pd.read_csv(tmp_path / "expected.csv")
+        if i == 0:
+            out = run(["mlflow", "models", "predict", "-m", f"runs:/{r.info.run_id}/model", "-i",
+                       str(tmp_path / "in.csv"), "-t", "csv", "--env-manager", "local"], repo, env=env)
+            got = pd.DataFrame(json.loads(out.stdout.strip().splitlines()[-1])["predictions"])
+        else:
+            got = mlflow.pyfunc.load_model(f"runs:/{r.info.run_id}/model").predict(pd.read_csv(tmp_path / "in.csv"))
+        pd.testing.assert_frame_equal(got.reset_index(drop=True), expected, check_exact=True,
+                                      obj=r.data.params["train.impl"])
+        assert (got["predicted"].to_numpy() == rows["Species"].to_numpy()).mean() >= 6 / 7
 
 
 def test_predict_applies_the_model_to_a_new_csv(compared, tmp_path):
-    repo, _ = compared
-    name = next(r.data.tags["dvc.exp_name"] for r in runs_of(repo) if r.data.params["train.impl"] == "nn")
+    repo, result = compared
+    name = queued(result)["nn"]
     run(["dvc", "exp", "apply", name], repo)  # the experiment's model into the workspace
     table = pd.read_csv(IRIS).sample(frac=1, random_state=0)
     shuffled = table[["Species", "PetalWidthCm", "Id", "SepalLengthCm", "PetalLengthCm", "SepalWidthCm"]]
@@ -158,8 +203,8 @@ def rest(uri: str, path: str, body: dict | None = None) -> dict:
         return json.loads(response.read())
 
 
-def test_pipeline_against_a_real_tracking_server(tmp_path):
-    repo = copy_repo(tmp_path / "repo")
+def test_pipeline_against_a_real_tracking_server(built, tmp_path):
+    repo = copy_built(built, tmp_path / "repo", store=False)
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(["mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
@@ -175,7 +220,9 @@ def test_pipeline_against_a_real_tracking_server(tmp_path):
             except OSError:
                 assert time.monotonic() < deadline and server.poll() is None, "mlflow server did not start"
                 time.sleep(0.5)
-        run(["dvc", "repro"], repo, env=tool_env(MLFLOW_TRACKING_URI=uri))
+        result = run(["dvc", "repro", "-f", "--downstream", "train"], repo, env=tool_env(MLFLOW_TRACKING_URI=uri))
+        assert [line for line in result.stdout.splitlines() if line.startswith("Running stage")] == [
+            "Running stage 'train':", "Running stage 'evaluate':"]
         assert not (repo / "mlflow.db").exists(), "nothing goes to the local store when a server is set"
         run_id = json.loads((repo / "models/mlflow_run.json").read_text())["run_id"]
         found = rest(uri, f"runs/get?run_id={run_id}")["run"]

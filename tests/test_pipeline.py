@@ -9,13 +9,16 @@ import json
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
+from softmax_regression.cli import cpu_kernels
 from softmax_regression.model import predict_proba, read_model
 
-from conftest import run, tool_env
+from conftest import ROOT, run, tool_env
 
 OUTPUTS = ["data/interim/dataset.parquet", "data/split/train.parquet", "data/split/test.parquet",
            "data/split/classes.json", "models/model.safetensors", "models/coefficients.csv",
@@ -82,6 +85,8 @@ def test_mlflow_run_holds_params_history_metrics_artifacts_and_model(repo):
     assert params["train.impl"] == "manual" and params["train.lr"] == "0.1" and params["train.l2"] == "0.01"
     assert params["ingest.label"] == "Species" and params["split.test_size"] == "0.2"
     assert found.data.tags["mlflow.source.git.commit"] == run(["git", "rev-parse", "HEAD"], repo).stdout.strip()
+    if cpu_kernels():  # held at AVX2, even on a CPU with AVX-512
+        assert found.data.tags["cpu_kernels"] == "AVX2"
 
     history = client.get_metric_history(run_id, "train_loss")
     assert sorted(m.step for m in history) == list(range(250))
@@ -103,33 +108,42 @@ def test_mlflow_run_holds_params_history_metrics_artifacts_and_model(repo):
                                                               "PetalLengthCm", "PetalWidthCm", "(bias)"]
 
 
-def test_logged_model_predicts_the_same_probabilities(repo):
+def test_logged_model_takes_named_columns_and_answers_with_class_names(repo):
+    """The MLflow model matches columns by name (shuffled, with an extra one) and answers as `make predict`."""
     mlflow, _ = mlflow_client(repo)
     model = read_model(repo / "models/model.safetensors")
-    X = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]], dtype=np.float32)
-    served = mlflow.pyfunc.load_model(f"runs:/{run_id_of(repo)}/model").predict(X)
-    expected = predict_proba(model, torch.from_numpy(X)).numpy()
-    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
-    assert served.argmax(axis=1).tolist() == [0, 2, 1]
+    rows = pd.DataFrame([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]], columns=model.features)
+    shuffled = rows[["PetalWidthCm", "SepalLengthCm", "PetalLengthCm", "SepalWidthCm"]].assign(note="x")
+    loaded = mlflow.pyfunc.load_model(f"runs:/{run_id_of(repo)}/model")
+    served = loaded.predict(shuffled)
+    assert list(served.columns) == ["predicted", "p(Iris-setosa)", "p(Iris-versicolor)", "p(Iris-virginica)"]
+    assert served["predicted"].tolist() == ["Iris-setosa", "Iris-virginica", "Iris-versicolor"]
+    P = predict_proba(model, torch.from_numpy(rows.to_numpy())).double().numpy()  # independent of the table code
+    np.testing.assert_array_equal(served.iloc[:, 1:].to_numpy(), P)
+    signature = loaded.metadata.get_input_schema().input_names()
+    assert signature == model.features
 
 
-def test_exp_run_with_another_implementation_retrains_only_train_and_evaluate(repo):
+def test_exp_run_with_another_implementation_and_optimizer_retrains_only_train_and_evaluate(repo):
+    """`nn` with `lbfgs` in one experiment: the implementation and the optimizer are params like any other."""
     first = run_id_of(repo)
-    baseline = json.loads((repo / "metrics/train.json").read_text())
-    result = run(["dvc", "exp", "run", "-S", "train.impl=nn"], repo, env=tool_env())
+    gd = json.loads((repo / "metrics/train.json").read_text())
+    result = run(["dvc", "exp", "run", "-S", "train.impl=nn", "-S", "train.optimizer=lbfgs", "-S", "train.tol=1e-5",
+                  "-S", "train.iterations=500"], repo, env=tool_env())
     ran = [line for line in result.stdout.splitlines() if line.startswith("Running stage")]
     assert ran == ["Running stage 'train':", "Running stage 'evaluate':"], result.stdout
 
-    nn = json.loads((repo / "metrics/train.json").read_text())
-    assert nn["train_loss_final"] == pytest.approx(baseline["train_loss_final"], abs=1e-5)
+    lbfgs = json.loads((repo / "metrics/train.json").read_text())
+    assert lbfgs["converged"] == 1 and lbfgs["iterations_run"] < 500
+    assert lbfgs["train_loss_final"] < gd["train_loss_final"] - 0.01, "250 gd steps stop short of the optimum"
     second = run_id_of(repo)
     assert second != first
     _, client = mlflow_client(repo)
     found = client.get_run(second)
-    assert found.data.params["train.impl"] == "nn"
+    assert found.data.params["train.impl"] == "nn" and found.data.params["train.optimizer"] == "lbfgs"
     assert found.info.status == "FINISHED" and "test_accuracy" in found.data.metrics
     assert found.data.tags.get("dvc.exp_name"), "the DVC experiment name is a tag of the run"
-    assert found.info.run_name.startswith(found.data.tags["dvc.exp_name"])
+    assert found.info.run_name == f"{found.data.tags['dvc.exp_name']}: nn+lbfgs lr=0.1 l2=0.01 it=500"
 
     shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
     assert "nn" in json.dumps(shown)
@@ -137,39 +151,6 @@ def test_exp_run_with_another_implementation_retrains_only_train_and_evaluate(re
     assert sorted(plots) == ["Confusion matrix (test set)",
                              "Log-loss on train and test rows (every train.eval_every iterations)",
                              "Training loss", "plots/coefficients.png", "plots/confusion.png"]
-
-
-def test_training_again_makes_a_new_run_and_evaluating_again_a_linked_one(repo):
-    """Runs after the nn experiment above: back to manual, then evaluate the same model a second time."""
-    _, client = mlflow_client(repo)
-    runs_before = len(client.search_runs([client.get_experiment_by_name("softmax-regression").experiment_id]))
-    back = run(["dvc", "exp", "run", "-S", "train.impl=manual"], repo)
-    # train has outputs DVC does not cache, so DVC never restores it from its run cache: it trains again
-    assert "Running stage 'train'" in back.stdout
-    trained = run_id_of(repo)
-    before = client.get_run(trained).data.metrics
-
-    result = run(["dvc", "repro", "-f", "-s", "evaluate"], repo)  # evaluate again, same model
-    assert f"a re-evaluation of run {trained}" in result.stdout
-    runs = client.search_runs([client.get_experiment_by_name("softmax-regression").experiment_id])
-    assert len(runs) == runs_before + 2
-    again = [r for r in runs if r.data.tags.get("trained_by_run") == trained]
-    assert len(again) == 1 and again[0].info.status == "FINISHED"
-    assert again[0].data.metrics["test_accuracy"] == before["test_accuracy"]
-    assert client.get_run(trained).data.metrics == before, "the training run keeps its own numbers"
-
-
-def test_optimizer_options_work_through_exp_run(repo):
-    gd = json.loads((repo / "metrics/train.json").read_text())
-    run(["dvc", "exp", "run", "-S", "train.optimizer=lbfgs", "-S", "train.tol=1e-5", "-S", "train.iterations=500"],
-        repo)
-    lbfgs = json.loads((repo / "metrics/train.json").read_text())
-    assert lbfgs["converged"] == 1 and lbfgs["iterations_run"] < 500
-    assert lbfgs["train_loss_final"] < gd["train_loss_final"] - 0.01, "250 gd steps stop short of the optimum"
-    _, client = mlflow_client(repo)
-    found = client.get_run(run_id_of(repo))
-    assert found.data.params["train.optimizer"] == "lbfgs" and found.info.run_name.split(": ", 1)[1].startswith(
-        "manual+lbfgs")
 
 
 def test_two_ranks_through_exp_run_give_the_numbers_of_one(repo):
@@ -208,3 +189,24 @@ def test_two_ranks_through_exp_run_give_the_numbers_of_one(repo):
     assert final[1] == pytest.approx(final[0], abs=1e-6)
     inputs = [client.get_run(r.info.run_id).inputs.dataset_inputs[0].dataset.digest for r in (first, two)]
     assert inputs[0] == inputs[1], "the same training file, whatever the number of ranks reading it"
+
+
+def test_training_again_makes_a_new_run_and_evaluating_again_a_linked_one(repo):
+    """Last: back to the params of the first run, then evaluate the same model a second time."""
+    _, client = mlflow_client(repo)
+    runs_before = len(client.search_runs([client.get_experiment_by_name("softmax-regression").experiment_id]))
+    back = run(["dvc", "exp", "run", "-S", "train.world_size=1"], repo)  # the others set back by the test above
+    assert yaml.safe_load((repo / "params.yaml").read_text()) == yaml.safe_load((ROOT / "params.yaml").read_text())
+    # train has outputs DVC does not cache, so DVC never restores it from its run cache: it trains again
+    assert "Running stage 'train'" in back.stdout
+    trained = run_id_of(repo)
+    before = client.get_run(trained).data.metrics
+
+    result = run(["dvc", "repro", "-f", "-s", "evaluate"], repo)  # evaluate again, same model
+    assert f"a re-evaluation of run {trained}" in result.stdout
+    runs = client.search_runs([client.get_experiment_by_name("softmax-regression").experiment_id])
+    assert len(runs) == runs_before + 2
+    again = [r for r in runs if r.data.tags.get("trained_by_run") == trained]
+    assert len(again) == 1 and again[0].info.status == "FINISHED"
+    assert again[0].data.metrics["test_accuracy"] == before["test_accuracy"]
+    assert client.get_run(trained).data.metrics == before, "the training run keeps its own numbers"

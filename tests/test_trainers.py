@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import itertools
+import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from softmax_regression.config import TrainParams
+from softmax_regression.config import Impl, Optimizer, TrainParams, choices
 from softmax_regression.dataset import Dataset
 from softmax_regression.errors import DataError, ParamError, TrainingDiverged
 from softmax_regression.model import feature_scaling, initial_weights, objective
-from softmax_regression.trainers import IMPLEMENTATIONS, OPTIMIZERS, check_choices, fit
+from softmax_regression.trainers import IMPLEMENTATIONS, OPTIMIZERS, fit
 from softmax_regression.training import device_for, train
 
 PAIRS = list(itertools.combinations(sorted(IMPLEMENTATIONS), 2))
@@ -101,9 +105,13 @@ def test_divergence_stops_with_a_message_naming_the_iteration(iris, impl):
 
 def test_unknown_choices_are_listed():
     with pytest.raises(ParamError, match=r"train\.impl must be one of \['autograd', 'manual', 'nn'\], got 'foo'"):
-        check_choices(params(impl="foo"))
+        params(impl="foo")
     with pytest.raises(ParamError, match=r"train\.optimizer must be one of \['gd', 'lbfgs', 'sgd'\], got 'adam'"):
-        check_choices(params(optimizer="adam"))
+        params(optimizer="adam")
+
+
+def test_the_trainers_are_the_choices_params_allow():
+    assert sorted(IMPLEMENTATIONS) == choices(Impl) and sorted(OPTIMIZERS) == choices(Optimizer)
 
 
 def test_devices():
@@ -136,3 +144,41 @@ def test_huge_features_train_when_standardised_and_are_named_when_not():
     assert torch.isfinite(result.losses).all() and result.losses[-1] < 0.5
     with pytest.raises(DataError, match=r"feature .big. has values too large for float32"):
         train(data, params(standardize=False))
+
+
+ANOTHER_CPU = {"float32": 1e-6, "float64": 1e-12}  # README, "Same bits": how far another CPU's bits may go
+EVERY_WAY = """
+import json, sys, torch
+from softmax_regression.config import Impl, Optimizer, TrainParams, choices
+from softmax_regression.dataset import Dataset
+from softmax_regression.training import train
+X, y = torch.load(sys.argv[1])
+out = {"kernels": torch.backends.cpu.get_cpu_capability()}
+for impl in ("autograd", "manual", "nn"):
+    for dtype in ("float32", "float64"):
+        p = TrainParams(impl=impl, iterations=250, lr=0.1, l2=0.01, seed=0, dtype=dtype)
+        model, fit, _ = train(Dataset(X, y, ["a", "b", "c", "d"], ["x", "y", "z"]), p)
+        out[impl + " " + dtype] = [fit.losses.tolist(), model.W.double().flatten().tolist()]
+print(json.dumps(out))
+"""
+
+
+def every_way(X, y, tmp_path, **env) -> dict:
+    torch.save((X, y), tmp_path / "iris.pt")
+    result = subprocess.run([sys.executable, "-c", EVERY_WAY, str(tmp_path / "iris.pt")], capture_output=True,
+                            text=True, env={**os.environ, **env}, check=True, timeout=300)
+    return json.loads(result.stdout)
+
+
+def test_a_cpu_without_avx2_agrees_within_the_stated_tolerance(iris, tmp_path):
+    """torch's portable kernels (ATEN_CPU_CAPABILITY=default), what a CPU without AVX2 runs, against this
+    CPU's own: every implementation in both dtypes, the tutorial's 250 steps on standardised Iris."""
+    X, y = iris
+    native, portable = every_way(X, y, tmp_path), every_way(X, y, tmp_path, ATEN_CPU_CAPABILITY="default")
+    assert portable.pop("kernels") == "DEFAULT" and native.pop("kernels") != "DEFAULT"
+    for way, (losses, W) in native.items():
+        atol = ANOTHER_CPU[way.split()[1]]
+        torch.testing.assert_close(torch.tensor(portable[way][0]), torch.tensor(losses), rtol=0, atol=atol,
+                                   msg=lambda m, way=way: f"losses, {way}: {m}")
+        torch.testing.assert_close(torch.tensor(portable[way][1]), torch.tensor(W), rtol=0, atol=atol,
+                                   msg=lambda m, way=way: f"W, {way}: {m}")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
+import io
 import json
 import os
 import signal
@@ -20,10 +22,9 @@ import time
 from pathlib import Path
 
 from softmax_regression.cli import run_stage
-from softmax_regression.config import TrackingParams, read_params, section
+from softmax_regression.config import Impl, choices
 from softmax_regression.errors import PipelineError
 
-IMPLEMENTATIONS = ("manual", "autograd", "nn")
 WORKERS = Path(".dvc", "tmp", "exps", "celery")  # DVC 3.x keeps each queue worker's pid and exit code here
 COLUMNS = ("implementation", "final train loss", "train accuracy", "test accuracy", "train time (s)",
            "MLflow run id")
@@ -42,7 +43,7 @@ def queue_and_run(name_prefix: str, settings: list[str], jobs: int, timeout: flo
     else:
         _dvc(["dvc", "repro", "split"])
     names = []
-    for impl in IMPLEMENTATIONS:
+    for impl in choices(Impl):
         name = f"{name_prefix}-{impl}"
         cmd = ["dvc", "exp", "run", "--queue", "-n", name, "-S", f"train.impl={impl}"]
         for setting in settings:
@@ -155,21 +156,30 @@ def queue_status() -> tuple[dict[str, str], int]:
     return status, int(worker.split(":")[1].split()[0])
 
 
-def table(names: list[str], experiment: str) -> list[tuple[str, ...]]:
-    """One row per experiment, from the MLflow run tagged with its name."""
-    from mlflow.tracking import MlflowClient
+def run_ids(names: list[str]) -> dict[str, str]:
+    """Each experiment's MLflow run id, from its `models/mlflow_run.json` (the run_id column of `dvc exp show`).
 
-    from softmax_regression import tracking
+    Not the run tagged with the experiment's name: an experiment whose params are the workspace's finds
+    every stage up to date and trains nothing, so its numbers are those of the run that made the outputs.
+    """
+    shown = subprocess.run(["dvc", "exp", "show", "--csv"], capture_output=True, text=True, timeout=300)
+    ids = {row["Experiment"]: row.get("run_id", "") for row in csv.DictReader(io.StringIO(shown.stdout))}
+    missing = [name for name in names if not ids.get(name)]
+    if missing:
+        raise PipelineError(f"experiment {missing[0]} has no MLflow run id; `dvc queue logs {missing[0]}` says why")
+    return {name: ids[name] for name in names}
 
-    client = MlflowClient(tracking_uri=tracking.tracking_uri())
-    experiment_id = tracking.experiment_id(experiment)
+
+def table(names: list[str]) -> list[tuple[str, ...]]:
+    """One row per experiment, from its MLflow run."""
+    from softmax_regression import tracking  # mlflow: seconds, once the experiments have run
+
+    tracking.connect()
     rows = []
-    for name in names:
-        runs = client.search_runs([experiment_id], filter_string=f"tags.`dvc.exp_name` = '{name}'",
-                                  order_by=["attributes.start_time DESC"], max_results=1)
-        if not runs:
-            raise PipelineError(f"experiment {name} made no MLflow run; `dvc queue logs {name}` says why")
-        run = runs[0]
+    for name, run_id in run_ids(names).items():
+        run = tracking.find_run(run_id)
+        if run is None:
+            raise PipelineError(f"experiment {name}'s MLflow run {run_id} is not in {tracking.tracking_uri()}")
         m = run.data.metrics
         rows.append((run.data.params.get("train.impl", "?"), _fmt(m.get("train_loss_final"), ".6f"),
                      _fmt(m.get("train_accuracy"), ".4f"), _fmt(m.get("test_accuracy"), ".4f"),
@@ -191,9 +201,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="a params.yaml setting shared by the three experiments, as for dvc exp run -S")
     parser.add_argument("-j", "--jobs", type=int, default=2, help="experiments at once (default: %(default)s)")
     args = parser.parse_args(argv)
-    experiment = section(read_params(), "tracking", TrackingParams).experiment
     names = queue_and_run(f"cmp-{time.strftime('%Y%m%d-%H%M%S')}", args.set_param, args.jobs)
-    print(render(table(names, experiment)))
+    print(render(table(names)))
 
 
 def _dvc(cmd: list[str]) -> None:

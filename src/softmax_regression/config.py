@@ -1,6 +1,7 @@
 """Typed, frozen params per section of params.yaml, validated before any work starts.
 
-A misspelt or missing key fails loudly, naming the key, what is allowed and what was given.
+A misspelt or missing key fails loudly, naming the key, what is allowed and what was given. A choice is a
+`Literal` type: the one list of its names (the trainers' dicts are tested to match them).
 """
 
 from __future__ import annotations
@@ -11,13 +12,18 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 
 from softmax_regression.errors import ParamError
 
 PARAMS_FILE = "params.yaml"
+
+Impl = Literal["autograd", "manual", "nn"]  # how gradients are computed: trainers.IMPLEMENTATIONS
+Optimizer = Literal["gd", "lbfgs", "sgd"]  # how they are used: trainers.OPTIMIZERS
+Dtype = Literal["float32", "float64"]
+Device = Literal["auto", "cpu", "cuda"]  # auto: cuda when there is one
 
 
 @dataclass(frozen=True)
@@ -48,23 +54,24 @@ class SplitParams:
 
 @dataclass(frozen=True)
 class TrainParams:
-    impl: str  # how gradients are computed: a key of trainers.IMPLEMENTATIONS, checked there
+    impl: Impl  # how gradients are computed
     iterations: int  # at most this many steps (gd, lbfgs) or epochs (sgd)
     lr: float  # step size of gd and sgd; lbfgs chooses its own by line search
     l2: float  # weight of the L2 penalty l2·ΣW² (the bias is not penalised)
     seed: int  # draws the initial weights and sgd's shuffles
-    optimizer: str = "gd"  # how gradients are used: a key of trainers.OPTIMIZERS, checked there
+    optimizer: Optimizer = "gd"  # how gradients are used
     standardize: bool = True  # scale features with train-set mean and standard deviation
     batch_size: int = 64  # rows per sgd step
     momentum: float = 0.0  # gd and sgd: v ← momentum·v + gradient
     tol: float = 0.0  # stop early: gd/lbfgs once every gradient component is within tol, sgd once J
     #                   changes by at most tol (relative) over an epoch; 0 runs every iteration
     eval_every: int = 10  # log-loss on train and test rows every this many iterations; 0: never
-    dtype: str = "float32"
-    device: str = "cpu"  # cpu, cuda, or auto (cuda when there is one)
+    dtype: Dtype = "float32"
+    device: Device = "cpu"
     world_size: int = 1  # processes training together, each on its shard of the rows (torch.distributed)
 
     def __post_init__(self) -> None:
+        _check_choices(self, "train")
         _require(self.iterations >= 1, "train.iterations", "an integer >= 1", self.iterations)
         _require(math.isfinite(self.lr) and self.lr > 0, "train.lr", "a number > 0", self.lr)
         _require(math.isfinite(self.l2) and self.l2 >= 0, "train.l2", "a number >= 0", self.l2)
@@ -72,10 +79,6 @@ class TrainParams:
         _require(0 <= self.momentum < 1, "train.momentum", "a number in [0, 1)", self.momentum)
         _require(math.isfinite(self.tol) and self.tol >= 0, "train.tol", "a number >= 0", self.tol)
         _require(self.eval_every >= 0, "train.eval_every", "an integer >= 0", self.eval_every)
-        _require(self.dtype in ("float32", "float64"), "train.dtype", "one of ['float32', 'float64']",
-                 self.dtype)
-        _require(self.device in ("auto", "cpu", "cuda"), "train.device", "one of ['auto', 'cpu', 'cuda']",
-                 self.device)
         _require(self.world_size >= 1, "train.world_size", "an integer >= 1", self.world_size)
 
 
@@ -156,7 +159,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
                 pass
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         value = float(value) if ok else value
-    elif hint is str:
+    elif hint is str or typing.get_origin(hint) is Literal:  # a choice is checked by the dataclass itself
         ok = isinstance(value, str)
     else:  # pragma: no cover - a field type this module does not know
         raise TypeError(f"unsupported param type {hint!r} for {key}")
@@ -165,7 +168,21 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     return value
 
 
+def choices(hint: Any) -> list[str]:
+    """The names a Literal type allows, sorted."""
+    return sorted(typing.get_args(hint))
+
+
+def _check_choices(params: Any, section_name: str) -> None:
+    for name, hint in typing.get_type_hints(type(params)).items():
+        if typing.get_origin(hint) is Literal:
+            value = getattr(params, name)
+            _require(value in typing.get_args(hint), f"{section_name}.{name}", f"one of {choices(hint)}", value)
+
+
 def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) is Literal:
+        return f"one of {choices(hint)}"
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[hint]
 
 

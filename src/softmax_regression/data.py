@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.csv as pv
 import pyarrow.parquet as pq
 
-from softmax_regression.errors import DataError
+from softmax_regression.errors import DataError, missing_features
 from softmax_regression.files import atomic_path
 
 OTHER_DELIMITERS = {";": "';'", "\t": "a tab", "|": "'|'"}
@@ -70,11 +70,9 @@ def read_features(path: str | Path, features: list[str], delimiter: str = ",") -
     """
     path = Path(path)
     header = _read_header(path, delimiter, param="the input file")
-    missing = [c for c in features if c not in header]
-    if missing:
-        raise DataError(f"{path}: feature column {missing[0]!r} of the model is missing"
-                        f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}; columns are: "
-                        f"{', '.join(header)}")
+    problem = missing_features(features, header)
+    if problem:
+        raise DataError(f"{path}: {problem}")
     try:
         df = pv.read_csv(path, parse_options=pv.ParseOptions(delimiter=delimiter),
                          convert_options=pv.ConvertOptions(include_columns=features)).to_pandas()

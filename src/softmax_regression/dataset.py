@@ -11,6 +11,7 @@ from torch import Tensor
 from softmax_regression.data import read_matrix
 from softmax_regression.files import read_json
 
+
 @dataclass(frozen=True)
 class Dataset:
     X: Tensor  # (n, d) raw features, float64

@@ -21,3 +21,12 @@ class TrainingDiverged(PipelineError):
 
 class TrackingError(PipelineError):
     """The MLflow tracking store or server cannot be used."""
+
+
+def missing_features(features: list[str], columns: list[str]) -> str | None:
+    """What to say when some of a model's feature columns are not among `columns`; None when all are."""
+    missing = [c for c in features if c not in columns]
+    if not missing:
+        return None
+    more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+    return f"feature column {missing[0]!r} of the model is missing{more}; columns are: {', '.join(columns)}"

@@ -18,8 +18,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from softmax_regression.distributed import ONE, Ranks
 from softmax_regression.files import atomic_path
+from softmax_regression.ranks import ONE, Ranks
 
 
 def log_softmax(logits: Tensor) -> Tensor:
@@ -31,7 +31,7 @@ def objective(X: Tensor, y: Tensor, W: Tensor, b: Tensor, l2: float, n: float | 
     """J(W, b): mean cross-entropy Σ_i(logsumexp(logits_i) − logit_i,y_i) / n plus the L2 penalty on W.
 
     n is the number of rows of X by default; a rank's share of J over several ranks divides by another
-    (see `distributed`). The logits are laid out (k, n) so that the reductions over classes run along
+    (see `ranks`). The logits are laid out (k, n) so that the reductions over classes run along
     contiguous memory.
     """
     n = X.shape[0] if n is None else n
@@ -83,23 +83,6 @@ def initial_weights(n_features: int, n_classes: int, seed: int, dtype: torch.dty
     generator = torch.Generator().manual_seed(seed)
     W = 0.01 * torch.randn(n_features, n_classes, generator=generator, dtype=torch.float64)
     return W.to(dtype), torch.zeros(n_classes, dtype=dtype)
-
-
-class SoftmaxRegression(torch.nn.Module):
-    """The fitted model as a module: raw features (n, d) -> class probabilities (n, k). What MLflow serves."""
-
-    def __init__(self, model: Model) -> None:
-        super().__init__()
-        W = model.W
-        self.register_buffer("mean", model.mean.to(W.dtype))
-        self.register_buffer("scale", model.scale.to(W.dtype))
-        self.linear = torch.nn.Linear(W.shape[0], W.shape[1], dtype=W.dtype)
-        with torch.no_grad():
-            self.linear.weight.copy_(W.T)
-            self.linear.bias.copy_(model.b)
-
-    def forward(self, X: Tensor) -> Tensor:
-        return torch.softmax(self.linear((X - self.mean) / self.scale), dim=1)
 
 
 @dataclass(frozen=True)

@@ -22,22 +22,17 @@ MODEL = "models/model.safetensors"
 
 def predict_csv(model_file: str, input_file: str, output_file: str, delimiter: str = ",") -> int:
     """Write predictions for input_file to output_file; returns the number of rows."""
-    import pandas as pd
-    import torch
-
-    from softmax_regression.model import predict_proba, read_model
+    from softmax_regression.model import read_model
+    from softmax_regression.predictions import prediction_table  # torch: only once the arguments are good
 
     try:
         model = read_model(model_file)
     except FileNotFoundError:
         raise DataError(f"{model_file}: no model here; run the pipeline first (make run)") from None
-    features = read_features(input_file, model.features, delimiter)
-    P = predict_proba(model, torch.tensor(features.to_numpy()))
-    out = pd.DataFrame(P.double().numpy(), columns=[f"p({name})" for name in model.classes])
-    out.insert(0, "predicted", [model.classes[i] for i in P.argmax(dim=1).tolist()])
+    table = prediction_table(model, read_features(input_file, model.features, delimiter))
     with atomic_path(output_file) as tmp:
-        out.to_csv(tmp, index=False)
-    return len(out)
+        table.to_csv(tmp, index=False)
+    return len(table)
 
 
 def main(argv: list[str] | None = None) -> None:

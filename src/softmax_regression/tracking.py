@@ -1,8 +1,9 @@
-"""MLflow: where runs go, and how a stage opens, fills and closes one.
+"""MLflow runs: where they go, and how a stage opens, fills and closes one.
 
 The default store is `mlflow.db` at the repository root with artifacts in `mlruns/` beside it, so that
 `mlflow ui` run there shows every run. The root is DVC's (`DVC_ROOT`), never the working directory: a
 queued experiment runs in a temporary copy that is deleted afterwards. `MLFLOW_TRACKING_URI` overrides it.
+A stage calls `connect()` before anything else here.
 """
 
 from __future__ import annotations
@@ -17,43 +18,31 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-# The user's store, read before MLflow sets MLFLOW_TRACKING_URI itself (set_tracking_uri exports it).
-USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI") or None
+import mlflow
+import yaml
+from filelock import FileLock
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.entities import Metric, Run
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from mlflow.types import ColSpec, Schema
 
-# Before mlflow is imported anywhere: nothing phones home.
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("DO_NOT_TRACK", "true")
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-# A server that does not answer fails the stage in seconds, not after minutes of retries.
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
-
-import mlflow  # noqa: E402
-import torch  # noqa: E402
-import yaml  # noqa: E402
-from filelock import FileLock  # noqa: E402
-from mlflow.data.dataset_source_registry import resolve_dataset_source  # noqa: E402
-from mlflow.data.meta_dataset import MetaDataset  # noqa: E402
-from mlflow.entities import Metric, Run  # noqa: E402
-from mlflow.exceptions import MlflowException  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
-from mlflow.types import ColSpec, Schema  # noqa: E402
-from torch import Tensor  # noqa: E402
-
-from softmax_regression.errors import TrackingError  # noqa: E402
-from softmax_regression.model import Model, SoftmaxRegression  # noqa: E402
+from softmax_regression.errors import TrackingError
 
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
 ERROR_TAG = "error"
 EVALUATED_TAG = "evaluated"
 
 
-def use_store() -> None:
-    """Point MLflow's default client at our store. Called on import, before any MlflowClient() exists:
-    MLflow's own default, `sqlite:///mlflow.db`, is relative to the working directory, which in a queued
-    experiment is a temporary copy."""
-    mlflow.set_tracking_uri(tracking_uri())
+def connect() -> str:
+    """Point MLflow's default client and fluent API at `tracking_uri()`, and check that a server there
+    answers; returns the URI. Before any MlflowClient() exists: MLflow's own default, `sqlite:///mlflow.db`,
+    is relative to the working directory, which in a queued experiment is a temporary copy."""
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)  # which also exports MLFLOW_TRACKING_URI: tracking_uri() stays the same
+    check_reachable(uri)
+    return uri
 
 
 def repo_root() -> Path:
@@ -65,12 +54,12 @@ def repo_root() -> Path:
 
 
 def tracking_uri() -> str:
-    return USER_TRACKING_URI or f"sqlite:///{repo_root() / 'mlflow.db'}"
+    """The user's MLFLOW_TRACKING_URI, else the repository's own store."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
 
 
-def check_reachable(timeout: float = 5.0) -> None:
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
     """A tracking server that cannot be reached is one clear error, before any work is done."""
-    uri = tracking_uri()
     if not uri.startswith(("http://", "https://")):
         return
     import requests
@@ -83,6 +72,14 @@ def check_reachable(timeout: float = 5.0) -> None:
                             f"start it, or unset MLFLOW_TRACKING_URI to use the local store") from None
 
 
+def _artifact_location(uri: str) -> str | None:
+    """`mlruns/` beside a local database (MLflow's default is relative to the working directory); a
+    server decides for itself."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).parent / "mlruns").as_uri()
+    return None
+
+
 def experiment_id(name: str) -> str:
     """The experiment's id, creating the store and the experiment if need be, once, under a file lock."""
     root = repo_root()
@@ -91,7 +88,7 @@ def experiment_id(name: str) -> str:
         experiment = client.get_experiment_by_name(name)
         if experiment is not None:
             return experiment.experiment_id
-        artifacts = (root / "mlruns").as_uri() if USER_TRACKING_URI is None else None  # a server decides
+        artifacts = _artifact_location(tracking_uri())
         return client.create_experiment(name, artifact_location=artifacts)
 
 
@@ -108,9 +105,10 @@ def failing_marks_run(run_id: str) -> Iterator[None]:
         raise
 
 
-def create_run(experiment: str, run_name: str, params: Mapping[str, Any]) -> str:
-    """Create a run with the params and the provenance tags; returns its id."""
-    tags = {"mlflow.source.git.commit": git_commit()}
+def create_run(experiment: str, run_name: str, params: Mapping[str, Any],
+               tags: Mapping[str, str] | None = None) -> str:
+    """Create a run with the params, the provenance tags and `tags`; returns its id."""
+    tags = {"mlflow.source.git.commit": git_commit(), **(tags or {})}
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
         run_name = f"{os.environ['DVC_EXP_NAME']}: {run_name}"
@@ -204,8 +202,6 @@ def dvc_hash(path: str, lock_file: str = "dvc.lock") -> str | None:
     return None
 
 
-use_store()
-
 
 def log_metrics(metrics: Mapping[str, float], step: int = 0) -> None:
     mlflow.log_metrics(dict(metrics), step=step)
@@ -214,22 +210,6 @@ def log_metrics(metrics: Mapping[str, float], step: int = 0) -> None:
 def log_artifacts(paths: Sequence[str | Path], artifact_path: str) -> None:
     for path in paths:
         mlflow.log_artifact(str(path), artifact_path)
-
-
-def log_model(model: Model, X_example: Tensor) -> None:
-    """X_example: a few rows of raw features (n, d), any float dtype; n > 1 keeps the batch size free."""
-    X_example = X_example.to(model.W.dtype)
-    """The model as an MLflow pytorch model in the non-pickle `pt2` format, predicting probabilities."""
-    import mlflow.pytorch
-    from mlflow.models import infer_signature
-
-    module = SoftmaxRegression(model).eval()
-    with torch.no_grad():
-        P = module(X_example)
-    torch_version = torch.__version__.split("+")[0]  # "2.13.0+cpu" is not a PyPI version
-    mlflow.pytorch.log_model(module, name="model", serialization_format="pt2",
-                             signature=infer_signature(X_example.numpy(), P.numpy()),
-                             input_example=X_example.numpy(), pip_requirements=[f"torch=={torch_version}"])
 
 
 def git_commit() -> str | None:

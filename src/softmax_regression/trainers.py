@@ -5,7 +5,7 @@ An implementation (`train.impl`) decides how the gradient is computed: by hand (
 it is used: full-batch gradient descent (`gd`, the tutorial's), mini-batch `sgd`, or `lbfgs`. Any
 implementation works with any optimizer; from the same initial weights they give the same numbers.
 
-On several ranks (`train.world_size`, see `distributed`) each implementation computes its rank's share
+On several ranks (`train.world_size`, see `ranks`) each implementation computes its rank's share
 of J and of the gradient over the rows it holds, and averages them over the ranks: the optimizers then
 see the full-batch J and ∇J, as on one process.
 """
@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from softmax_regression.config import TrainParams
-from softmax_regression.distributed import ONE, Ranks
-from softmax_regression.errors import ParamError, TrainingDiverged
+from softmax_regression.config import Impl, Optimizer, TrainParams
+from softmax_regression.errors import TrainingDiverged
 from softmax_regression.model import objective, objective_on_ranks
+from softmax_regression.ranks import ONE, Ranks
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,8 @@ class NN(Rows):
         if ranks.size > 1:
             from torch.nn.parallel import DistributedDataParallel
 
-            self.module = DistributedDataParallel(self.linear)
+            with ranks.collective():  # it broadcasts rank 0's parameters
+                self.module = DistributedDataParallel(self.linear)
 
     def loss_and_grad(self, rows: Tensor | None = None, batch: int | None = None) -> Tensor:
         X, y = self.batch(rows)
@@ -169,7 +170,8 @@ class NN(Rows):
         logits = self.module(X).T[None]
         loss = (F.cross_entropy(logits, y[None], reduction="sum") / self.share(batch)
                 + self.l2 * self.linear.weight.pow(2).sum())
-        loss.backward()  # DistributedDataParallel averages the gradients over the ranks here
+        with self.ranks.collective():
+            loss.backward()  # DistributedDataParallel averages the gradients over the ranks here
         loss = loss.detach()
         self.ranks.mean_(loss)
         return loss
@@ -182,7 +184,7 @@ class NN(Rows):
 
 
 Implementation = Manual | Autograd | NN
-IMPLEMENTATIONS: dict[str, Callable[..., Implementation]] = {"autograd": Autograd, "manual": Manual, "nn": NN}
+IMPLEMENTATIONS: dict[Impl, Callable[..., Implementation]] = {"autograd": Autograd, "manual": Manual, "nn": NN}
 
 
 def gradient_descent(impl: Implementation, p: TrainParams, record: Callable[[int, Tensor], None]) -> bool:
@@ -259,16 +261,8 @@ def lbfgs(impl: Implementation, p: TrainParams, record: Callable[[int, Tensor], 
 LBFGS_TOLERANCE_CHANGE = 1e-9
 RESOLUTION = 32  # ulps of J a step must be predicted to gain; J's rounding error reaches ~10 on Iris
 
-OPTIMIZERS = {"gd": gradient_descent, "lbfgs": lbfgs, "sgd": stochastic_gradient_descent}
-
-
-def check_choices(params: TrainParams) -> None:
-    """Unknown implementation or optimizer names fail here, before any work, listing the choices."""
-    if params.impl not in IMPLEMENTATIONS:
-        raise ParamError(f"params.yaml: train.impl must be one of {sorted(IMPLEMENTATIONS)}, got {params.impl!r}")
-    if params.optimizer not in OPTIMIZERS:
-        raise ParamError(f"params.yaml: train.optimizer must be one of {sorted(OPTIMIZERS)}, "
-                         f"got {params.optimizer!r}")
+OPTIMIZERS: dict[Optimizer, Callable[[Implementation, TrainParams, Callable[[int, Tensor], None]], bool]] = {
+    "gd": gradient_descent, "lbfgs": lbfgs, "sgd": stochastic_gradient_descent}
 
 
 class _Stop(Exception):
@@ -285,7 +279,6 @@ def fit(X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, params: TrainParams,
     `callback(iteration, loss, weights)` sees J at the start of every iteration, and `weights()` gives
     (W, b) there; returning True stops training.
     """
-    check_choices(params)
     impl = IMPLEMENTATIONS[params.impl](X, y, W0, b0, params.l2, ranks, ranks.total(X.shape[0]))
     losses: list[float] = []
 

@@ -16,12 +16,18 @@ from softmax_regression.cli import Progress
 from softmax_regression.config import TrainParams
 from softmax_regression.data import parquet_rows
 from softmax_regression.dataset import Dataset, read_dataset
-from softmax_regression.distributed import ONE, Ranks
 from softmax_regression.errors import DataError, ParamError
 from softmax_regression.metrics import correct, negative_log_likelihood
-from softmax_regression.model import (Model, feature_scaling, initial_weights, objective_on_ranks,
-                                      predict_proba, standardize)
-from softmax_regression.trainers import Fit, check_choices, fit
+from softmax_regression.model import (
+    Model,
+    feature_scaling,
+    initial_weights,
+    objective_on_ranks,
+    predict_proba,
+    standardize,
+)
+from softmax_regression.ranks import ONE, Ranks
+from softmax_regression.trainers import Fit, fit
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -39,6 +45,11 @@ def device_for(name: str, local_rank: int = 0) -> torch.device:
                              f"{torch.cuda.device_count()} GPUs; lower train.world_size or use cpu")
         return torch.device("cuda", local_rank)
     return torch.device(name)
+
+
+def kernel_level() -> str:
+    """The CPU kernels torch runs ("AVX2", "AVX512", "DEFAULT"…): the level a float's last bits depend on."""
+    return torch.backends.cpu.get_cpu_capability()
 
 
 @dataclass
@@ -108,11 +119,12 @@ def train(data: Dataset, params: TrainParams, test: Dataset | None = None,
     when params.standardize is set. With a test set and params.eval_every, the log-loss on both is
     recorded along the way; `progress(iteration, loss)` is told of every iteration.
     """
-    check_choices(params)
     device, dtype = device_for(params.device, ranks.local_rank), DTYPES[params.dtype]
     if device.type == "cuda":
         torch.cuda.set_device(device)  # this rank's GPU, for nccl and DistributedDataParallel
-    torch.use_deterministic_algorithms(True)  # same params and seed, same bits
+    # Same params and seed, same bits. (torch.use_deterministic_algorithms(True) sets the same flag, but
+    # also imports torch._inductor, for torch.compile alone: 1.4 s.)
+    torch.set_deterministic_debug_mode("error")
     d = data.X.shape[1]
     if params.standardize:
         mean, scale = feature_scaling(data.X, ranks)

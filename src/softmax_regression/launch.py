@@ -1,17 +1,12 @@
-"""Data parallelism with torch.distributed: N processes (ranks), each holding a shard of the training rows.
-
-Every rank keeps the same weights and computes its *share* of the objective over its own rows,
-
-    J_r(W, b) = (N / n) Σ_{i in shard r} CE_i + l2·ΣW²        so that        mean_r J_r = J(W, b)
-
-(n rows in all, N ranks), and likewise for the gradient. Averaging losses and gradients over the ranks,
-which is what DistributedDataParallel does to gradients, gives every rank the full-batch J and ∇J, so
-every rank takes the same step as one process would. One process is N = 1: no process group, and the
-share is J itself.
+"""Start the ranks of data-parallel training (see `ranks` for what they compute together).
 
 `launch` runs a function on every rank. On one machine it starts the N processes itself (spawned, with
 a rendezvous store on a free local port); under `torchrun`, which starts one process per rank on each
 machine, this process is already a rank and joins the group torchrun set up.
+
+When a rank fails, the others fail soon after: their next all-reduce finds a peer gone. The launcher
+gives every rank a short, bounded time to end and report, then names the cause: a rank that died
+without a word, else the earliest report that is not such an echo.
 """
 
 from __future__ import annotations
@@ -25,64 +20,17 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
-from torch import Tensor
 
 from softmax_regression.errors import ParamError, PipelineError
+from softmax_regression.files import atomic_path
+from softmax_regression.ranks import ONE, PeerLost, Ranks
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Ranks:
-    """Which process this is among those training together. Ranks() is a single process."""
-
-    rank: int = 0
-    size: int = 1  # the world size, N
-    local_rank: int = 0  # among the ranks on this machine: picks the GPU
-
-    @property
-    def leader(self) -> bool:
-        """Rank 0: the one that reports progress and whose result is kept."""
-        return self.rank == 0
-
-    def shard(self, n: int) -> tuple[int, int]:
-        """This rank's rows [start, stop) of n: contiguous, shard sizes differing by at most one."""
-        return self.rank * n // self.size, (self.rank + 1) * n // self.size
-
-    def mean_(self, *tensors: Tensor) -> None:
-        """Average each tensor over the ranks, in place, with one all-reduce (same dtype throughout)."""
-        if self.size == 1:
-            return
-        flat = torch.cat([t.reshape(-1) for t in tensors])
-        dist.all_reduce(flat)
-        flat /= self.size
-        for t, part in zip(tensors, flat.split([t.numel() for t in tensors]), strict=True):
-            t.copy_(part.view_as(t))
-
-    def total(self, m: int) -> int:
-        """Rows on all ranks, from this rank's m."""
-        return int(self.sum_(torch.tensor([m])).item())
-
-    def sum_(self, t: Tensor) -> Tensor:
-        """Sum t over the ranks, in place; returns it."""
-        if self.size > 1:
-            dist.all_reduce(t)
-        return t
-
-    def max_(self, t: Tensor) -> Tensor:
-        """Elementwise maximum of t over the ranks, in place; returns it."""
-        if self.size > 1:
-            dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return t
-
-
-ONE = Ranks()
 
 
 def torchrun_rank(world_size: int) -> Ranks | None:
@@ -124,6 +72,7 @@ def launch(world_size: int, device: torch.device, fn: Callable[..., T], *args: A
 
 
 RESULT = "result.pickle"  # rank 0's return value, in the stage's private temporary folder
+GRACE = 10.0  # seconds the other ranks get to end and report once one has failed
 
 
 def _spawn(world_size: int, device: torch.device, fn: Callable[..., T], args: tuple) -> T:
@@ -136,26 +85,39 @@ def _spawn(world_size: int, device: torch.device, fn: Callable[..., T], args: tu
                                      args=(Ranks(r, world_size, r), store.port, backend(device), threads,
                                            os.getpid(), folder, fn, args))
                      for r in range(world_size)]
-        failed: list[tuple[int, Any]] = []  # the ranks that ended badly by themselves, not killed below
+        killed: set[int] = set()  # ranks stopped here: their end is not a cause
         try:
             for process in processes:
                 process.start()
-            pending = list(processes)
-            while pending and not failed:
-                multiprocessing.connection.wait([p.sentinel for p in pending])
-                pending = [p for p in pending if p.exitcode is None]
-                failed = [(rank, p) for rank, p in enumerate(processes) if p.exitcode not in (None, 0)]
+            _wait_for_ranks(processes)
         finally:  # after a failed rank, or Ctrl-C or SIGTERM here: none outlives the stage
-            for process in processes:
+            for rank, process in enumerate(processes):
                 if process.is_alive():
                     process.kill()
+                    killed.add(rank)
             for process in processes:
                 if process.pid is not None:  # started: a start that failed leaves the rest unstarted
                     process.join()
-        if failed:
-            raise PipelineError(_failure(failed, Path(folder), world_size))
+        if any(p.exitcode != 0 for p in processes):
+            raise PipelineError(_failure(processes, killed, Path(folder)))
         with open(Path(folder) / RESULT, "rb") as f:
             return pickle.load(f)
+
+
+def _wait_for_ranks(processes: list, grace: float = GRACE) -> None:
+    """Until every rank has ended; once one has failed, at most `grace` seconds more for the others.
+
+    The failing rank writes its report before it exits, and its peers fail only once it is gone: so when
+    a peer's echo ends first, the cause is still on its way out, and is waited for rather than cut off.
+    """
+    deadline = None
+    while pending := [p for p in processes if p.exitcode is None]:
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if timeout == 0.0:
+            return
+        multiprocessing.connection.wait([p.sentinel for p in pending], timeout)
+        if deadline is None and any(p.exitcode not in (None, 0) for p in processes):
+            deadline = time.monotonic() + grace
 
 
 def _rank_main(ranks: Ranks, port: int, backend_name: str, threads: int, parent: int, folder: str,
@@ -170,42 +132,60 @@ def _rank_main(ranks: Ranks, port: int, backend_name: str, threads: int, parent:
         result = fn(ranks, *args)
         dist.destroy_process_group()
         if ranks.leader:
-            with open(Path(folder) / RESULT, "wb") as f:
+            with atomic_path(Path(folder) / RESULT) as tmp, open(tmp, "wb") as f:
                 pickle.dump(result, f)
     except PipelineError as e:  # expected: the message is the report
-        _report(Path(folder) / f"{ranks.rank}.error", str(e))
+        _report(Path(folder), ranks.rank, ERROR, str(e))
         sys.exit(1)
-    except Exception:  # a bug, or a peer gone: the traceback is the report
-        _report(Path(folder) / f"{ranks.rank}.traceback", traceback.format_exc())
+    except PeerLost:  # most likely a peer died first; the traceback says where this rank was
+        _report(Path(folder), ranks.rank, ECHO, traceback.format_exc())
+        sys.exit(1)
+    except Exception:  # a bug: the traceback is the report
+        _report(Path(folder), ranks.rank, TRACEBACK, traceback.format_exc())
         sys.exit(1)
 
 
-def _failure(failed: list[tuple[int, Any]], folder: Path, world_size: int) -> str:
-    """One line for the stage's error, from the ranks that had ended badly when the first failure was
-    seen; the others were stopped, and what they were writing is an echo (a peer gone in the middle of an
-    all-reduce). A rank that left no report was killed or crashed, which is then the cause: its exit says
-    how. Otherwise the report written first; a traceback, from an error we did not expect, is printed."""
-    reports = {rank: path for rank, _ in failed
-               for path in (folder / f"{rank}.error", folder / f"{rank}.traceback") if path.exists()}
-    silent = [(rank, process) for rank, process in failed if rank not in reports]
-    if silent:
-        rank, process = silent[0]
-        how = (f"was killed by {signal.Signals(-process.exitcode).name}" if process.exitcode < 0
-               else f"exited with status {process.exitcode}")
-        return f"rank {rank} of {world_size} {how}"
-    written = {rank: path.read_text().split("\n", 1) for rank, path in reports.items()}
-    rank = min(written, key=lambda r: (int(written[r][0]), r))
-    first, text = reports[rank], written[rank][1].strip()
-    if first.suffix == ".traceback":
+# What a rank's report holds, in the order of trust when naming a cause: a peer's echo comes last.
+ERROR, TRACEBACK, ECHO = "error", "traceback", "echo"
+
+
+def _failure(processes: list, killed: set[int], folder: Path) -> str:
+    """One line for the stage's error, naming the rank that caused the failure.
+
+    A rank that ended badly by itself without a report (killed by a signal, a crash) is the cause: its
+    exit says how. Otherwise the reports of every rank are ranked by kind, a peer's echo (a collective that
+    failed) after anything else, then by the monotonic clock they were written at. A traceback, from an
+    error we did not expect, is printed.
+    """
+    reports = [_read_report(path) for path in folder.glob("*.report")]
+    reported = {report[2] for report in reports}
+    world_size = len(processes)
+    for rank, process in enumerate(processes):
+        if process.exitcode not in (0, None) and rank not in reported and rank not in killed:
+            how = (f"was killed by {signal.Signals(-process.exitcode).name}" if process.exitcode < 0
+                   else f"exited with status {process.exitcode}")
+            return f"rank {rank} of {world_size} {how}"
+    if not reports:
+        return f"rank {min(killed, default=0)} of {world_size} did not finish"
+    kind, _, rank, text = min(reports, key=lambda r: (r[0] == ECHO, r[1], r[2]))
+    if kind != ERROR:
         print(text, file=sys.stderr)
-        text = text.splitlines()[-1] + " (traceback above)"
-    return f"rank {rank} of {world_size}: {text}"
+        text = text.strip().splitlines()[-1] + " (traceback above)"
+    return f"rank {rank} of {world_size}: {text.strip()}"
 
 
-def _report(path: Path, text: str) -> None:
-    """Why a rank failed, after the time it happened on the machine's monotonic clock (shared by its
-    processes, and finer than file times), which orders the ranks' reports."""
-    path.write_text(f"{time.monotonic_ns()}\n{text}")
+def _report(folder: Path, rank: int, kind: str, text: str) -> None:
+    """Why a rank failed: its kind, the time on the machine's monotonic clock (shared by its processes, and
+    finer than file times), and the text. Written whole or not at all."""
+    with atomic_path(folder / f"{rank}.report") as tmp:
+        tmp.write_text(f"{kind} {time.monotonic_ns()}\n{text}")
+
+
+def _read_report(path: Path) -> tuple[str, int, int, str]:
+    """(kind, clock, rank, text) of a report file."""
+    head, text = path.read_text().split("\n", 1)
+    kind, clock = head.split()
+    return kind, int(clock), int(path.stem), text
 
 
 def _die_with(parent: int) -> None:

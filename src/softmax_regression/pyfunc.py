@@ -1,0 +1,57 @@
+"""The MLflow model: a pyfunc that takes a table of named feature columns and answers with class names
+and probabilities, through the same `prediction_table` as `make predict`.
+
+It is logged as code (MLflow runs `mlflow_model.py` to build it), with the safetensors weights as an
+artifact and this package as its code: loading it unpickles nothing, and needs no installed package.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from pathlib import Path
+
+import mlflow.pyfunc
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.pyfunc import PythonModel, PythonModelContext
+
+from softmax_regression.errors import DataError
+from softmax_regression.model import Model, read_model
+from softmax_regression.predictions import prediction_table
+
+WEIGHTS = "weights"  # the artifact's key: models/model.safetensors
+CODE = Path(__file__).resolve().parent / "mlflow_model.py"  # what MLflow runs to build the model
+SERVING_PACKAGES = ("torch", "safetensors", "pandas")  # what the served model imports besides MLflow
+
+
+class SoftmaxRegressionModel(PythonModel):
+    model: Model
+
+    def load_context(self, context: PythonModelContext) -> None:
+        self.model = read_model(context.artifacts[WEIGHTS])
+
+    def predict(self, context: PythonModelContext | None, model_input: pd.DataFrame,
+                params: dict | None = None) -> pd.DataFrame:
+        """Raw features by name -> `predicted`, `p(<class>)`…; a bad column or value is an MlflowException
+        that the scoring server answers with HTTP 400."""
+        try:
+            return prediction_table(self.model, model_input)
+        except DataError as e:
+            raise MlflowException(str(e), error_code=INVALID_PARAMETER_VALUE) from None
+
+
+def log_model(model_file: str | Path, example: pd.DataFrame) -> None:
+    """Log the model in the active run. `example`: a few rows of raw features, by name; they give the
+    signature (feature names in, `predicted` and `p(<class>)` out) and the input example."""
+    from mlflow.models import infer_signature
+
+    answer = prediction_table(read_model(model_file), example)
+    mlflow.pyfunc.log_model(name="model", python_model=str(CODE), artifacts={WEIGHTS: str(model_file)},
+                            code_paths=[str(CODE.parent)], signature=infer_signature(example, answer),
+                            input_example=example,
+                            pip_requirements=[f"{name}=={_version(name)}" for name in SERVING_PACKAGES])
+
+
+def _version(package: str) -> str:
+    return importlib.metadata.version(package).split("+")[0]  # "2.13.0+cpu" is not a version on PyPI
