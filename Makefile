@@ -18,8 +18,9 @@ export DVC_NO_ANALYTICS := 1
 run: $(STAMP)
 	dvc repro
 
+# On every core, a test module to a worker (its fixtures are built once); the slowest ten are listed at the end
 test: $(STAMP)
-	pytest
+	pytest -n auto --dist loadfile
 
 # The MLflow UI on the default store (mlflow.db at the repository root); http://127.0.0.1:5000
 ui: $(STAMP)

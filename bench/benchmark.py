@@ -282,8 +282,8 @@ def data_parallel(rows: int, iterations: int) -> dict:
     included), and the wall time of the launch (processes started, shards read, training, result back)."""
     import pandas as pd
 
-    from softmax_regression.data import write_parquet
     from softmax_regression.files import write_json
+    from softmax_regression.tables import write_parquet
 
     X, y = synthetic(rows + rows // 4, seed=3)
     out: dict = {"train_rows": rows, "iterations": iterations, "cpus": os.cpu_count(), "runs": []}

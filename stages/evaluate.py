@@ -6,8 +6,8 @@ from softmax_regression.cli import run_stage
 from softmax_regression.config import TrackingParams, read_params, section
 from softmax_regression.dataset import read_dataset
 from softmax_regression.figures import confusion_heat_map
-from softmax_regression.files import read_json, write_json, write_text
-from softmax_regression.metrics import classification_report, confusion_csv
+from softmax_regression.files import read_json, write_csv, write_json
+from softmax_regression.metrics import classification_report, confusion_rows
 from softmax_regression.model import predict_proba, read_model
 
 TEST, CLASSES, MODEL, RUN = ("data/split/test.parquet", "data/split/classes.json", "models/model.safetensors",
@@ -28,7 +28,7 @@ def main() -> None:
     per_class = {key: report.pop(key) for key in ("per_class", "confusion_matrix")}
     write_json(METRICS, report)
     write_json(PER_CLASS, per_class)
-    write_text(CONFUSION_PLOT, confusion_csv(data.y, P.argmax(dim=1), model.classes))
+    write_csv(CONFUSION_PLOT, ["actual", "predicted"], confusion_rows(data.y, P.argmax(dim=1), model.classes))
     confusion_heat_map(CONFUSION_PNG, data.y, P.argmax(dim=1), model.classes, report["accuracy"])
 
     trained_by = read_json(RUN)["run_id"]

@@ -2,7 +2,8 @@
 
 from softmax_regression.cli import run_stage
 from softmax_regression.config import IngestParams, read_params, section
-from softmax_regression.data import read_raw, write_parquet
+from softmax_regression.raw import read_raw
+from softmax_regression.tables import write_parquet
 
 OUTPUT = "data/interim/dataset.parquet"
 

@@ -2,8 +2,9 @@
 
 from softmax_regression.cli import run_stage
 from softmax_regression.config import SplitParams, read_params, section
-from softmax_regression.data import encode_labels, read_parquet, stratified_split, write_parquet
 from softmax_regression.files import write_json
+from softmax_regression.splitting import encode_labels, stratified_split
+from softmax_regression.tables import read_parquet, write_parquet
 
 INPUT = "data/interim/dataset.parquet"
 TRAIN, TEST, CLASSES = "data/split/train.parquet", "data/split/test.parquet", "data/split/classes.json"

@@ -18,12 +18,12 @@ def main() -> None:
     import pandas as pd
 
     from softmax_regression.dataset import read_dataset
-    from softmax_regression.files import write_json, write_text
+    from softmax_regression.files import write_csv, write_json
     from softmax_regression.launch import launch, torchrun_rank
     from softmax_regression.model import write_model
     from softmax_regression.training import (
         check_world_size,
-        coefficients_csv,
+        coefficient_rows,
         device_for,
         kernel_level,
         train_shard,
@@ -48,11 +48,10 @@ def main() -> None:
         trained = launch(params.world_size, device, train_shard, params, TRAIN, TEST, CLASSES)
         model, losses, curves, metrics = trained.model, trained.fit.losses, trained.curves, trained.metrics
         write_model(MODEL, model)
-        write_text(COEFFICIENTS, coefficients_csv(model))
+        write_csv(COEFFICIENTS, ["feature", *model.classes, "mean", "scale"], coefficient_rows(model))
         coefficient_heat_map(model, HEAT_MAP)
-        write_text(LOSS_PLOT, "iteration,train_loss\n" + "".join(
-            f"{t},{loss!r}\n" for t, loss in enumerate(losses.tolist())))
-        write_text(LOG_LOSS_PLOT, curves.csv())
+        write_csv(LOSS_PLOT, ["iteration", "train_loss"], enumerate(losses.tolist()))
+        write_csv(LOG_LOSS_PLOT, ["iteration", "train_log_loss", "test_log_loss"], curves.rows())
         write_json(METRICS, metrics)  # timings go to MLflow only: DVC outputs stay the same bits
         write_json(RUN, {"run_id": run_id})
 

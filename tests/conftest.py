@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 
 from softmax_regression.cli import OFFLINE
-from softmax_regression.data import encode_labels, read_raw
+from softmax_regression.raw import read_raw
+from softmax_regression.splitting import encode_labels
 
 for key, value in OFFLINE.items():  # before any test imports MLflow, as a stage does
     os.environ.setdefault(key, value)
@@ -69,12 +74,44 @@ def copy_repo(dest: Path) -> Path:
     return dest
 
 
+def free_port() -> int:
+    """A port nothing listens on now, for a server a test starts on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(cmd: list[str], ready: str, env: dict[str, str], timeout: float = 120) -> subprocess.Popen:
+    """Start a server (`mlflow server`, `mlflow models serve`) and wait until `ready`, a URL, answers."""
+    process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(ready, timeout=2)
+            return process
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise AssertionError(f"{' '.join(cmd[:3])} did not start: {process.communicate()[1]}") from None
+            time.sleep(0.5)
+
+
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh copy of the repository after one real `dvc repro`: what a new user's first run leaves.
-    Shared by the whole session, so never changed: a test that changes a repository takes `copy_built`."""
-    dest = copy_repo(tmp_path_factory.mktemp("built"))
-    run(["dvc", "repro"], dest)
+
+    Made once per test run, even with several pytest-xdist workers (the first builds it under a file
+    lock, the others wait for it), and shared by all, so never changed: a test that changes a repository
+    takes `copy_built`."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the workers' common folder
+    dest = shared / "built"
+    with FileLock(shared / "built.lock"):
+        if not (shared / "built.done").exists():
+            dest.mkdir()
+            copy_repo(dest)
+            run(["dvc", "repro"], dest)
+            (shared / "built.done").touch()
     return dest
 
 
@@ -105,3 +142,14 @@ def relocate_store(db: Path, old: str, new: str) -> None:
 def repo(built: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A module's own copy of `built`: after one `dvc repro`, with its MLflow run."""
     return copy_built(built, tmp_path_factory.mktemp("repo") / "repo")
+
+
+# The modules that run the real tools longest, first: pytest-xdist deals whole modules to its workers in
+# collection order, and one dealt out last would run alone while the other worker idles.
+LONGEST_FIRST = ["test_experiments.py", "test_distributed.py", "test_pipeline.py", "test_faults.py",
+                 "test_serving.py"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order otherwise

@@ -14,8 +14,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from softmax_regression.data import read_raw
 from softmax_regression.errors import DataError
+from softmax_regression.raw import read_raw
 
 from conftest import ROOT, tool_env
 

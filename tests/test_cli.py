@@ -1,10 +1,11 @@
-"""How a stage runs: progress on a terminal only, CPU kernels held at one level."""
+"""How a stage runs: CPU kernels held at one level; progress on a terminal only."""
 
 from __future__ import annotations
 
 import io
 
-from softmax_regression.cli import Progress, cpu_kernels
+from softmax_regression.cli import cpu_kernels
+from softmax_regression.training import progress_bar
 
 
 class Terminal(io.StringIO):
@@ -12,22 +13,21 @@ class Terminal(io.StringIO):
         return True
 
 
-def test_progress_shows_on_a_terminal_and_ends_the_line():
+def test_progress_shows_iteration_and_loss_on_a_terminal():
     stream = Terminal()
-    progress = Progress("train", 100, stream=stream, interval=0)
-    for t in range(3):
-        progress(t, 0.5 / (t + 1))
-    progress.close()
+    with progress_bar(100, stream=stream) as bar:
+        for t in range(3):
+            bar.show(t, 0.5 / (t + 1))
+        bar.refresh()
     text = stream.getvalue()
-    assert "\rtrain: iteration 3/100, loss 0.166667" in text and text.endswith("\n")
+    assert "train" in text and "3/100" in text and "loss 0.166667" in text, text
 
 
-def test_progress_is_silent_in_logs():
-    stream = io.StringIO()
-    progress = Progress("train", 100, stream=stream, interval=0)
-    progress(0, 1.0)
-    progress.close()
-    assert stream.getvalue() == ""
+def test_progress_is_silent_in_logs_and_on_other_ranks():
+    for stream, enabled in ((io.StringIO(), True), (Terminal(), False)):
+        with progress_bar(100, enabled=enabled, stream=stream) as bar:
+            bar.show(0, 1.0)
+        assert stream.getvalue() == ""
 
 
 def test_cpu_kernels_are_held_at_avx2_only_where_the_cpu_has_it(tmp_path):

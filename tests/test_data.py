@@ -7,8 +7,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from softmax_regression.data import encode_labels, read_raw, stratified_split
+from softmax_regression import tables
+from softmax_regression.dataset import read_matrix
 from softmax_regression.errors import DataError
+from softmax_regression.raw import read_features, read_raw
+from softmax_regression.splitting import encode_labels, stratified_split
+from softmax_regression.tables import write_parquet
 
 from conftest import IRIS
 
@@ -77,7 +81,6 @@ def test_split_names_a_class_too_small_to_split():
 
 
 def test_read_features_picks_model_columns_in_order(tmp_path):
-    from softmax_regression.data import read_features
 
     path = write(tmp_path, "z,b,label,a\n1,2,x,3\n4,5,y,6\n")
     table = read_features(path, ["a", "b"])
@@ -90,20 +93,18 @@ def test_read_features_picks_model_columns_in_order(tmp_path):
 
 @pytest.mark.parametrize("rows", [None, (0, 5), (7, 33), (20, 30), (90, 95), (40, 40), (0, 95)])
 def test_read_matrix_reads_any_rows_across_row_groups(tmp_path, monkeypatch, rows):
-    from softmax_regression import data
-
-    monkeypatch.setattr(data, "ROW_GROUP", 10)  # ten groups of 10 rows, the last of 5
+    monkeypatch.setattr(tables, "ROW_GROUP", 10)  # ten groups of 10 rows, the last of 5
     rng = np.random.default_rng(0)
     table = pd.DataFrame({"b": rng.normal(size=95), "label": np.arange(95) % 3, "a": np.arange(95.0),
                           "c": rng.integers(0, 9, 95)})
-    data.write_parquet(table, tmp_path / "t.parquet")
+    write_parquet(table, tmp_path / "t.parquet")
     assert pq.ParquetFile(tmp_path / "t.parquet").num_row_groups == 10
     start, stop = rows or (0, 95)
-    features, X, y = data.read_matrix(tmp_path / "t.parquet", "label", rows=rows)
+    features, X, y = read_matrix(tmp_path / "t.parquet", "label", rows=rows)
     assert features == ["b", "a", "c"] and X.dtype == np.float64 and y.dtype == np.int64
     np.testing.assert_array_equal(X, table[["b", "a", "c"]].to_numpy(dtype=float)[start:stop])
     np.testing.assert_array_equal(y, table["label"].to_numpy()[start:stop])
-    features, X, _ = data.read_matrix(tmp_path / "t.parquet", "label", ["c", "a"], rows)
+    features, X, _ = read_matrix(tmp_path / "t.parquet", "label", ["c", "a"], rows)
     np.testing.assert_array_equal(X, table[["c", "a"]].to_numpy(dtype=float)[start:stop])
     with pytest.raises(DataError, match=r"t\.parquet: column 'z' is missing; columns are: b, label, a, c"):
-        data.read_matrix(tmp_path / "t.parquet", "label", ["a", "z"], rows)
+        read_matrix(tmp_path / "t.parquet", "label", ["a", "z"], rows)

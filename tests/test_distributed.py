@@ -24,11 +24,14 @@ import torch
 import yaml
 
 from softmax_regression.config import TrainParams, read_params, section
-from softmax_regression.data import encode_labels, parquet_rows, read_raw, stratified_split, write_parquet
+from softmax_regression.dataset import parquet_rows
 from softmax_regression.errors import DataError, ParamError, PipelineError
 from softmax_regression.files import write_json
 from softmax_regression.launch import launch, torchrun_rank
 from softmax_regression.ranks import Ranks
+from softmax_regression.raw import read_raw
+from softmax_regression.splitting import encode_labels, stratified_split
+from softmax_regression.tables import write_parquet
 from softmax_regression.trainers import IMPLEMENTATIONS
 from softmax_regression.training import train_shard
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, copy_built, run
 
 PACKAGE = "softmax_regression"
 HEAVY = {"torch", "mlflow"}
@@ -65,3 +66,17 @@ def test_stage_deps_are_exactly_its_code(name):
 def test_data_stages_import_neither_torch_nor_mlflow(name):
     _, others = closure(ROOT / STAGES[name]["cmd"].split()[-1])
     assert not others & HEAVY, f"stage {name} imports {sorted(others & HEAVY)}: seconds on every run"
+
+
+def test_editing_a_csv_message_reruns_ingest_alone(built, tmp_path):
+    """A stage depends on the modules it imports and no others: a new wording of a CSV error changes
+    `ingest` only, whose output comes out the same bytes, so nothing after it runs."""
+    repo = copy_built(built, tmp_path / "repo", store=False)
+    raw = repo / "src" / PACKAGE / "raw.py"
+    raw.write_text(raw.read_text().replace("the file is empty;", "the file holds nothing;"))
+    status = json.loads(run(["dvc", "status", "--json"], repo).stdout)
+    assert sorted(status) == ["ingest"], status
+    result = run(["dvc", "repro"], repo)
+    ran = [line for line in result.stdout.splitlines() if line.startswith("Running stage")]
+    assert ran == ["Running stage 'ingest':"], result.stdout
+    assert json.loads(run(["dvc", "status", "--json"], repo).stdout) == {}

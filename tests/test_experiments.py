@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import IRIS, copy_built, run, tool_env
+from conftest import IRIS, copy_built, free_port, run, serve, tool_env
 
 
 def client(repo: Path):
@@ -189,12 +187,6 @@ def test_predict_applies_the_model_to_a_new_csv(compared, tmp_path):
         in bad.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def rest(uri: str, path: str, body: dict | None = None) -> dict:
     request = urllib.request.Request(f"{uri}/api/2.0/mlflow/{path}", method="POST" if body else "GET",
                                      data=json.dumps(body).encode() if body else None,
@@ -207,19 +199,10 @@ def test_pipeline_against_a_real_tracking_server(built, tmp_path):
     repo = copy_built(built, tmp_path / "repo", store=False)
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(["mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                               "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-                               "--artifacts-destination", str(tmp_path / "server-artifacts")],
-                              env=tool_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = serve(["mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                    "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+                    "--artifacts-destination", str(tmp_path / "server-artifacts")], f"{uri}/health", tool_env())
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{uri}/health", timeout=2)
-                break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, "mlflow server did not start"
-                time.sleep(0.5)
         result = run(["dvc", "repro", "-f", "--downstream", "train"], repo, env=tool_env(MLFLOW_TRACKING_URI=uri))
         assert [line for line in result.stdout.splitlines() if line.startswith("Running stage")] == [
             "Running stage 'train':", "Running stage 'evaluate':"]

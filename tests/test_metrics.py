@@ -7,7 +7,8 @@ import pytest
 import torch
 from sklearn import metrics as sk
 
-from softmax_regression.metrics import classification_report, confusion_csv
+from softmax_regression.files import write_csv
+from softmax_regression.metrics import classification_report, confusion_rows
 
 
 @pytest.fixture
@@ -42,6 +43,8 @@ def test_a_class_never_predicted_has_zero_precision_not_nan():
     assert np.isfinite(report["log_loss"]), "a zero probability of the true class is clipped, not -log 0"
 
 
-def test_confusion_csv_quotes_class_names():
-    text = confusion_csv(torch.tensor([0, 1]), torch.tensor([1, 1]), ["plain", "with, comma"])
+def test_confusion_table_quotes_class_names(tmp_path):
+    rows = confusion_rows(torch.tensor([0, 1]), torch.tensor([1, 1]), ["plain", "with, comma"])
+    write_csv(tmp_path / "confusion.csv", ["actual", "predicted"], rows)
+    text = (tmp_path / "confusion.csv").read_text()
     assert text == 'actual,predicted\nplain,"with, comma"\n"with, comma","with, comma"\n'

@@ -118,7 +118,7 @@ def test_logged_model_takes_named_columns_and_answers_with_class_names(repo):
     served = loaded.predict(shuffled)
     assert list(served.columns) == ["predicted", "p(Iris-setosa)", "p(Iris-versicolor)", "p(Iris-virginica)"]
     assert served["predicted"].tolist() == ["Iris-setosa", "Iris-virginica", "Iris-versicolor"]
-    P = predict_proba(model, torch.from_numpy(rows.to_numpy())).double().numpy()  # independent of the table code
+    P = predict_proba(model, torch.tensor(rows.to_numpy())).double().numpy()  # independent of the table code
     np.testing.assert_array_equal(served.iloc[:, 1:].to_numpy(), P)
     signature = loaded.metadata.get_input_schema().input_names()
     assert signature == model.features

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -25,13 +23,14 @@ import torch
 
 from softmax_regression import pyfunc
 from softmax_regression.config import TrainParams
-from softmax_regression.data import encode_labels, read_raw
 from softmax_regression.dataset import Dataset
 from softmax_regression.model import write_model
 from softmax_regression.predict import predict_csv
+from softmax_regression.raw import read_raw
+from softmax_regression.splitting import encode_labels
 from softmax_regression.training import train
 
-from conftest import IRIS, tool_env
+from conftest import IRIS, free_port, serve, tool_env
 
 FEATURES = ["SepalLengthCm", "SepalWidthCm", "PetalLengthCm", "PetalWidthCm"]
 SETOSA = {"SepalLengthCm": 5.1, "SepalWidthCm": 3.5, "PetalLengthCm": 1.4, "PetalWidthCm": 0.2}
@@ -70,31 +69,14 @@ def make_predict(logged: dict, rows: pd.DataFrame, tmp_path: Path) -> pd.DataFra
     return pd.read_csv(tmp_path / "predicted.csv")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(logged):
     """`mlflow models serve` on 127.0.0.1, as `make serve` starts it; yields its address."""
     port = free_port()
-    process = subprocess.Popen(["mlflow", "models", "serve", "-m", logged["model"], "--env-manager", "local",
-                                "--host", "127.0.0.1", "--port", str(port)],
-                               env=tool_env(MLFLOW_TRACKING_URI=logged["uri"]), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
     address = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"{address}/ping", timeout=2)
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise AssertionError(f"mlflow models serve did not start: {process.stderr.read()}") from None
-            time.sleep(0.5)
+    process = serve(["mlflow", "models", "serve", "-m", logged["model"], "--env-manager", "local",
+                     "--host", "127.0.0.1", "--port", str(port)], f"{address}/ping",
+                    tool_env(MLFLOW_TRACKING_URI=logged["uri"]))
     yield address
     process.terminate()
     process.wait(timeout=30)

@@ -24,6 +24,7 @@ from pathlib import Path
 from softmax_regression.cli import run_stage
 from softmax_regression.config import Impl, choices
 from softmax_regression.errors import PipelineError
+from softmax_regression.lineage import repo_root
 
 WORKERS = Path(".dvc", "tmp", "exps", "celery")  # DVC 3.x keeps each queue worker's pid and exit code here
 COLUMNS = ("implementation", "final train loss", "train accuracy", "test accuracy", "train time (s)",
@@ -121,8 +122,7 @@ def _stop_workers(starter: subprocess.Popen, timeout: float = 60) -> None:
 def _live_workers() -> list[int]:
     """The process ids of the queue workers still running, from the records DVC keeps of them."""
     alive = []
-    root = next((d for d in (Path.cwd(), *Path.cwd().parents) if (d / ".dvc").is_dir()), Path.cwd())
-    for record in (root / WORKERS).glob("dvc-exp-worker-*.json"):
+    for record in (repo_root() / WORKERS).glob("dvc-exp-worker-*.json"):
         with contextlib.suppress(OSError, ValueError, KeyError):
             info = json.loads(record.read_text())
             if info["returncode"] is None and _running(info["pid"]):

@@ -99,11 +99,11 @@ def read_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
         with open(path, encoding="utf-8") as f:
             params = yaml.safe_load(f)
     except FileNotFoundError:
-        raise ParamError(f"{path}: file not found (run from the repository root)") from None
+        raise ParamError("file not found (run from the repository root)", file=str(path)) from None
     except yaml.YAMLError as e:
-        raise ParamError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
+        raise ParamError(f"not valid YAML: {' '.join(str(e).split())}", file=str(path)) from None
     if not isinstance(params, dict):
-        raise ParamError(f"{path}: expected a mapping of sections, got {type(params).__name__}")
+        raise ParamError(f"expected a mapping of sections, got {type(params).__name__}", file=str(path))
     return params
 
 
@@ -111,17 +111,17 @@ def section(params: Mapping[str, Any], name: str, cls: type[Section]) -> Section
     """Build the dataclass `cls` from params[name], checking keys and types."""
     values = params.get(name)
     if not isinstance(values, Mapping):
-        raise ParamError(f"{PARAMS_FILE}: section '{name}' is missing or not a mapping")
+        raise ParamError(f"section '{name}' is missing or not a mapping")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ParamError(f"{PARAMS_FILE}: unknown key {name}.{unknown[0]} (known keys: {sorted(fields)})")
+        raise ParamError(f"unknown key {name}.{unknown[0]} (known keys: {sorted(fields)})")
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for key, field in fields.items():
         if key not in values:
             if field.default is dataclasses.MISSING:
-                raise ParamError(f"{PARAMS_FILE}: missing key {name}.{key}")
+                raise ParamError(f"missing key {name}.{key}")
             continue
         kwargs[key] = _coerce(values[key], hints[key], f"{name}.{key}")
     return cls(**kwargs)
@@ -145,7 +145,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         items = value if isinstance(value, list) else [value]
         for item in items:
             if not isinstance(item, str):
-                raise ParamError(f"{PARAMS_FILE}: {key} must be a list of column names, got {value!r}")
+                raise ParamError(f"{key} must be a list of column names, got {value!r}")
         return tuple(items)
     if hint is bool:
         ok = isinstance(value, bool)
@@ -164,7 +164,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     else:  # pragma: no cover - a field type this module does not know
         raise TypeError(f"unsupported param type {hint!r} for {key}")
     if not ok:
-        raise ParamError(f"{PARAMS_FILE}: {key} must be {_type_name(hint)}, got {value!r}")
+        raise ParamError(f"{key} must be {_type_name(hint)}, got {value!r}")
     return value
 
 
@@ -188,5 +188,5 @@ def _type_name(hint: Any) -> str:
 
 def _require(ok: bool, key: str, allowed: str, got: Any) -> None:
     if not ok:
-        raise ParamError(f"{PARAMS_FILE}: {key} must be {allowed}, got {got!r}")
+        raise ParamError(f"{key} must be {allowed}, got {got!r}")
 

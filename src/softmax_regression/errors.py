@@ -8,7 +8,11 @@ class PipelineError(Exception):
 
 
 class ParamError(PipelineError):
-    """A value in params.yaml is missing, misspelt, of the wrong type or out of range."""
+    """A value in params.yaml is missing, misspelt, of the wrong type or out of range. The message names
+    the key; the file is prefixed here."""
+
+    def __init__(self, message: str, file: str = "params.yaml") -> None:
+        super().__init__(f"{file}: {message}")
 
 
 class DataError(PipelineError):

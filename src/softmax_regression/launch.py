@@ -41,7 +41,7 @@ def torchrun_rank(world_size: int) -> Ranks | None:
     env = os.environ
     ranks = Ranks(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0)))
     if ranks.size != world_size:
-        raise ParamError(f"params.yaml: train.world_size is {world_size}, but torchrun started {ranks.size} "
+        raise ParamError(f"train.world_size is {world_size}, but torchrun started {ranks.size} "
                          f"processes (--nnodes × --nproc-per-node); make them equal")
     return ranks
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 
 import torch
@@ -59,10 +57,6 @@ def classification_report(P: Tensor, y: Tensor, classes: list[str]) -> dict:
     }
 
 
-def confusion_csv(y_true: Tensor, y_pred: Tensor, classes: list[str]) -> str:
-    """One row per example, `actual,predicted` class names: the input of DVC's confusion template."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["actual", "predicted"])
-    writer.writerows([classes[a], classes[p]] for a, p in zip(y_true.tolist(), y_pred.tolist()))
-    return out.getvalue()
+def confusion_rows(y_true: Tensor, y_pred: Tensor, classes: list[str]) -> list[tuple[str, str]]:
+    """One `(actual, predicted)` row of class names per example: the input of DVC's confusion template."""
+    return [(classes[a], classes[p]) for a, p in zip(y_true.tolist(), y_pred.tolist(), strict=True)]

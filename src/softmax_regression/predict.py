@@ -13,9 +13,9 @@ import argparse
 import sys
 
 from softmax_regression.cli import run_stage
-from softmax_regression.data import read_features
 from softmax_regression.errors import DataError
-from softmax_regression.files import atomic_path
+from softmax_regression.files import write_csv
+from softmax_regression.raw import read_features
 
 MODEL = "models/model.safetensors"
 
@@ -30,8 +30,7 @@ def predict_csv(model_file: str, input_file: str, output_file: str, delimiter: s
     except FileNotFoundError:
         raise DataError(f"{model_file}: no model here; run the pipeline first (make run)") from None
     table = prediction_table(model, read_features(input_file, model.features, delimiter))
-    with atomic_path(output_file) as tmp:
-        table.to_csv(tmp, index=False)
+    write_csv(output_file, list(table.columns), table.itertuples(index=False))
     return len(table)
 
 

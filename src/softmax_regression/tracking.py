@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -19,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import yaml
 from filelock import FileLock
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
@@ -29,6 +27,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
 from softmax_regression.errors import TrackingError
+from softmax_regression.lineage import dvc_hash, git_commit, repo_root
 
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
 ERROR_TAG = "error"
@@ -43,14 +42,6 @@ def connect() -> str:
     mlflow.set_tracking_uri(uri)  # which also exports MLFLOW_TRACKING_URI: tracking_uri() stays the same
     check_reachable(uri)
     return uri
-
-
-def repo_root() -> Path:
-    """DVC's repository root: DVC_ROOT when a stage runs under DVC, else the nearest folder with `.dvc/`."""
-    if "DVC_ROOT" in os.environ:
-        return Path(os.environ["DVC_ROOT"]).resolve()
-    here = Path.cwd().resolve()
-    return next((p for p in (here, *here.parents) if (p / ".dvc").is_dir()), here)
 
 
 def tracking_uri() -> str:
@@ -188,21 +179,6 @@ def log_training_data(split_file: str, features: list[str], label: str, raw_file
         mlflow.set_tags({"dvc.raw_data": raw_file, "dvc.raw_data_md5": raw_hash})
 
 
-def dvc_hash(path: str, lock_file: str = "dvc.lock") -> str | None:
-    """The md5 DVC recorded for `path` as a dependency in dvc.lock, if it did."""
-    try:
-        with open(lock_file, encoding="utf-8") as f:
-            lock = yaml.safe_load(f) or {}
-    except OSError:
-        return None
-    for stage in lock.get("stages", {}).values():
-        for dep in stage.get("deps", []):
-            if dep.get("path") == path and "md5" in dep:
-                return dep["md5"]
-    return None
-
-
-
 def log_metrics(metrics: Mapping[str, float], step: int = 0) -> None:
     mlflow.log_metrics(dict(metrics), step=step)
 
@@ -210,15 +186,3 @@ def log_metrics(metrics: Mapping[str, float], step: int = 0) -> None:
 def log_artifacts(paths: Sequence[str | Path], artifact_path: str) -> None:
     for path in paths:
         mlflow.log_artifact(str(path), artifact_path)
-
-
-def git_commit() -> str | None:
-    """The commit the code came from: the experiment's baseline under `dvc exp run`, else HEAD."""
-    if os.environ.get("DVC_EXP_BASELINE_REV"):
-        return os.environ["DVC_EXP_BASELINE_REV"]
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_root(), capture_output=True, text=True,
-                             timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import csv
-import io
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
-from softmax_regression.cli import Progress
 from softmax_regression.config import TrainParams
-from softmax_regression.data import parquet_rows
-from softmax_regression.dataset import Dataset, read_dataset
+from softmax_regression.dataset import Dataset, parquet_rows, read_dataset
 from softmax_regression.errors import DataError, ParamError
 from softmax_regression.metrics import correct, negative_log_likelihood
 from softmax_regression.model import (
@@ -38,10 +37,10 @@ def device_for(name: str, local_rank: int = 0) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise ParamError("params.yaml: train.device is 'cuda' but torch sees no CUDA device; use cpu or auto")
+        raise ParamError("train.device is 'cuda' but torch sees no CUDA device; use cpu or auto")
     if name == "cuda":
         if local_rank >= torch.cuda.device_count():
-            raise ParamError(f"params.yaml: train.device is 'cuda' with more ranks on this machine than its "
+            raise ParamError(f"train.device is 'cuda' with more ranks on this machine than its "
                              f"{torch.cuda.device_count()} GPUs; lower train.world_size or use cpu")
         return torch.device("cuda", local_rank)
     return torch.device(name)
@@ -50,6 +49,20 @@ def device_for(name: str, local_rank: int = 0) -> torch.device:
 def kernel_level() -> str:
     """The CPU kernels torch runs ("AVX2", "AVX512", "DEFAULT"…): the level a float's last bits depend on."""
     return torch.backends.cpu.get_cpu_capability()
+
+
+class progress_bar(tqdm):  # noqa: N801 - used as a function
+    """Iteration and loss on one updating terminal line, a few times a second; silent when `stream` is not
+    a terminal (CI, DVC's queue logs), so logs hold no carriage-return noise."""
+
+    def __init__(self, total: int, enabled: bool = True, stream: TextIO = sys.stderr) -> None:
+        super().__init__(total=total, desc="train", unit="it", file=stream, mininterval=0.5,
+                         disable=not (enabled and stream.isatty()), leave=True, dynamic_ncols=True)
+
+    def show(self, iteration: int, loss: float) -> None:
+        """The callback `train` calls at each iteration (0-based) with J."""
+        self.set_postfix_str(f"loss {loss:.6f}", refresh=False)
+        self.update(iteration + 1 - self.n)
 
 
 @dataclass
@@ -65,9 +78,8 @@ class Curves:
         self.train_log_loss.append(train_log_loss)
         self.test_log_loss.append(test_log_loss)
 
-    def csv(self) -> str:
-        rows = zip(self.iteration, self.train_log_loss, self.test_log_loss)
-        return "iteration,train_log_loss,test_log_loss\n" + "".join(f"{t},{a!r},{b!r}\n" for t, a, b in rows)
+    def rows(self) -> list[tuple[int, float, float]]:
+        return list(zip(self.iteration, self.train_log_loss, self.test_log_loss, strict=True))
 
 
 @dataclass(frozen=True)
@@ -90,12 +102,10 @@ def train_shard(ranks: Ranks, params: TrainParams, train_file: str | Path, test_
     n, n_test = parquet_rows(train_file), parquet_rows(test_file)
     data = read_dataset(train_file, classes_file, rows=ranks.shard(n))
     test = read_dataset(test_file, classes_file, features=data.features, rows=ranks.shard(n_test))
-    progress = Progress("train", params.iterations) if ranks.leader else None
-    start = time.perf_counter()
-    model, result, curves = train(data, params, test, progress, ranks)
-    seconds = time.perf_counter() - start
-    if progress is not None:
-        progress.close()
+    with progress_bar(params.iterations, enabled=ranks.leader) as bar:
+        start = time.perf_counter()
+        model, result, curves = train(data, params, test, bar.show, ranks)
+        seconds = time.perf_counter() - start
     metrics = train_metrics(model, data, params.l2, ranks)
     metrics |= {"iterations_run": len(result.losses), "converged": int(result.converged)}
     return Trained(model, result, curves, metrics, seconds)
@@ -105,7 +115,7 @@ def check_world_size(world_size: int, train_file: str | Path) -> None:
     """Every rank needs training rows of its own; checked before any process starts."""
     n = parquet_rows(train_file)
     if world_size > n:
-        raise ParamError(f"params.yaml: train.world_size is {world_size}, more than the {n} training rows; "
+        raise ParamError(f"train.world_size is {world_size}, more than the {n} training rows; "
                          f"every rank needs rows of its own")
 
 
@@ -168,18 +178,13 @@ def train_metrics(model: Model, data: Dataset, l2: float, ranks: Ranks = ONE) ->
             "train_accuracy": sums[0].item() / n}
 
 
-def coefficients_csv(model: Model) -> str:
-    """A readable table: one row per feature and one for the bias, one column per class.
-
-    The weights act on standardised features, z = (x − mean) / scale; the last two columns give them.
-    """
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["feature", *model.classes, "mean", "scale"])
-    for name, row, mean, scale in zip(model.features, model.W.tolist(), model.mean.tolist(), model.scale.tolist()):
-        writer.writerow([name, *row, mean, scale])
-    writer.writerow(["(bias)", *model.b.tolist(), "", ""])
-    return out.getvalue()
+def coefficient_rows(model: Model) -> list[list[object]]:
+    """A readable table, with COEFFICIENT_COLUMNS: one row per feature and one for the bias, one column per
+    class. The weights act on standardised features, z = (x − mean) / scale; the last two columns give them."""
+    rows: list[list[object]] = [[name, *row, mean, scale] for name, row, mean, scale in
+                                zip(model.features, model.W.tolist(), model.mean.tolist(), model.scale.tolist(),
+                                    strict=True)]
+    return [*rows, ["(bias)", *model.b.tolist(), "", ""]]
 
 
 def _check_representable(X: torch.Tensor, features: list[str], dtype: str) -> None:
