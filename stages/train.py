@@ -1,6 +1,8 @@
 """train: fit softmax regression with train.impl and train.optimizer on train.world_size ranks, write the
 model, record the MLflow run."""
 
+from functools import partial
+
 from softmax_regression.cli import run_stage
 from softmax_regression.config import TrackingParams, TrainParams, flatten, read_params, section
 
@@ -30,9 +32,10 @@ def main() -> None:
     )
 
     device = device_for(params.device)
-    here = torchrun_rank(params.world_size)
-    if here is not None and not here.leader:  # one of several ranks under torchrun: rank 0 reports
-        launch(params.world_size, device, train_shard, params, TRAIN, TEST, CLASSES)
+    training = partial(launch, params.world_size, device, train_shard, params, TRAIN, TEST, CLASSES)
+    rank = torchrun_rank(params.world_size)
+    if rank is not None and not rank.leader:  # one of several ranks under torchrun: rank 0 reports
+        training()
         return
 
     from softmax_regression import pyfunc, tracking  # mlflow: seconds, so only once the params are good
@@ -45,20 +48,20 @@ def main() -> None:
     run_id = tracking.create_run(experiment, run_name, flatten(all_params), {"cpu_kernels": kernel_level()})
     with tracking.active_run(run_id):
         tracking.log_training_data(TRAIN, example.features, example.label, all_params["ingest"]["path"])
-        trained = launch(params.world_size, device, train_shard, params, TRAIN, TEST, CLASSES)
+        trained = training()
         model, losses, curves, metrics = trained.model, trained.fit.losses, trained.curves, trained.metrics
         write_model(MODEL, model)
         write_csv(COEFFICIENTS, ["feature", *model.classes, "mean", "scale"], coefficient_rows(model))
-        coefficient_heat_map(model, HEAT_MAP)
+        coefficient_heat_map(HEAT_MAP, model)
         write_csv(LOSS_PLOT, ["iteration", "train_loss"], enumerate(losses.tolist()))
         write_csv(LOG_LOSS_PLOT, ["iteration", "train_log_loss", "test_log_loss"], curves.rows())
         write_json(METRICS, metrics)  # timings go to MLflow only: DVC outputs stay the same bits
         write_json(RUN, {"run_id": run_id})
 
-        tracking.log_series("train_loss", losses.tolist())
-        tracking.log_series("log_loss/train", curves.train_log_loss, curves.iteration)
-        tracking.log_series("log_loss/test", curves.test_log_loss, curves.iteration)
-        tracking.log_metrics(metrics | {"train_seconds": trained.seconds}, step=len(losses))
+        tracking.log_metrics(metrics | {"train_seconds": trained.seconds}, step=len(losses), series={
+            "train_loss": enumerate(losses.tolist()),
+            "log_loss/train": zip(curves.iteration, curves.train_log_loss, strict=True),
+            "log_loss/test": zip(curves.iteration, curves.test_log_loss, strict=True)})
         tracking.log_artifacts([MODEL, COEFFICIENTS, HEAT_MAP], "weights")
         pyfunc.log_model(MODEL, pd.DataFrame(example.X.numpy(), columns=example.features))
     ranks = "" if params.world_size == 1 else f" on {params.world_size} ranks"

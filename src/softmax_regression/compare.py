@@ -141,19 +141,15 @@ def _running(pid: int) -> bool:
 
 
 def queue_status() -> tuple[dict[str, str], int]:
-    """Each queued task's name and status, and the number of active workers, from `dvc queue status`."""
-    try:
-        lines = subprocess.run(["dvc", "queue", "status"], capture_output=True, text=True,
-                               timeout=120).stdout.splitlines()
-    except subprocess.TimeoutExpired:
-        return {}, 0
-    status = {}
-    for line in lines[1:]:
-        words = line.split()
-        if len(words) >= 4 and not line.startswith("Worker status"):
-            status[words[1]] = words[-1]
-    worker = next((line for line in lines if line.startswith("Worker status:")), "Worker status: 0 active")
-    return status, int(worker.split(":")[1].split()[0])
+    """Each queued task's name and status, and the number of active workers: what `dvc queue status`
+    prints, asked of DVC's API here rather than of a new `dvc` process every poll."""
+    from dvc.repo import Repo
+
+    with Repo(str(repo_root())) as repo:
+        queue = repo.experiments.celery_queue
+        status = {task.get("name") or task["rev"][:7]: task["status"] for task in queue.status()}
+        active = sum(1 for task in queue.worker_status().values() if task)
+    return status, active
 
 
 def run_ids(names: list[str]) -> dict[str, str]:

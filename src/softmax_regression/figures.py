@@ -44,7 +44,7 @@ def heat_map(path: str | Path, values: np.ndarray, rows: list[str], columns: lis
     plt.close(fig)
 
 
-def coefficient_heat_map(model: Model, path: str | Path) -> None:
+def coefficient_heat_map(path: str | Path, model: Model) -> None:
     """Weights on standardised features (feature × class): comparable across features, unlike raw units."""
     title = "Coefficients (standardised features)" if bool((model.scale != 1).any()) else "Coefficients"
     heat_map(path, model.W.double().numpy(), model.features, model.classes, title, "class", "feature",

@@ -75,6 +75,10 @@ RESULT = "result.pickle"  # rank 0's return value, in the stage's private tempor
 GRACE = 10.0  # seconds the other ranks get to end and report once one has failed
 
 
+# What a rank's report holds, in the order of trust when naming a cause: a peer's echo comes last.
+ERROR, TRACEBACK, ECHO = "error", "traceback", "echo"
+
+
 def _spawn(world_size: int, device: torch.device, fn: Callable[..., T], args: tuple) -> T:
     context = torch.multiprocessing.get_context("spawn")  # fork is unsafe once torch has started threads
     # The rendezvous store lives here, on a port the system picks: no race for a free port.
@@ -143,10 +147,6 @@ def _rank_main(ranks: Ranks, port: int, backend_name: str, threads: int, parent:
     except Exception:  # a bug: the traceback is the report
         _report(Path(folder), ranks.rank, TRACEBACK, traceback.format_exc())
         sys.exit(1)
-
-
-# What a rank's report holds, in the order of trust when naming a cause: a peer's echo comes last.
-ERROR, TRACEBACK, ECHO = "error", "traceback", "echo"
 
 
 def _failure(processes: list, killed: set[int], folder: Path) -> str:

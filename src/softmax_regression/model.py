@@ -49,6 +49,9 @@ def objective_on_ranks(X: Tensor, y: Tensor, W: Tensor, b: Tensor, l2: float, n:
     return loss
 
 
+BLOCK = 65_536  # rows at a time where a whole copy of X is not needed
+
+
 def feature_scaling(X: Tensor, ranks: Ranks = ONE) -> tuple[Tensor, Tensor]:
     """Per-feature mean and standard deviation of X (m, d) over the rows of every rank, float64; a
     constant feature gets scale 1.
@@ -64,9 +67,6 @@ def feature_scaling(X: Tensor, ranks: Ranks = ONE) -> tuple[Tensor, Tensor]:
     squares = sum((block.double() / size - mean).square_().sum(dim=0) for block in X.split(BLOCK))
     std = (ranks.sum_(squares) / n).sqrt_()
     return mean * size, torch.where(std > 0, std * size, torch.ones_like(std))
-
-
-BLOCK = 65_536  # rows at a time where a whole copy of X is not needed
 
 
 def standardize(X: Tensor, mean: Tensor, scale: Tensor, dtype: torch.dtype) -> Tensor:

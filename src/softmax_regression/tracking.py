@@ -12,7 +12,7 @@ import hashlib
 import os
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -153,16 +153,6 @@ def mark_evaluated() -> None:
     mlflow.set_tag(EVALUATED_TAG, "true")
 
 
-def log_series(key: str, values: Sequence[float], steps: Sequence[int] | None = None) -> None:
-    """One metric of the active run at steps 0, 1, … (or `steps`), in as few calls as MLflow allows."""
-    now = int(time.time() * 1000)
-    steps = range(len(values)) if steps is None else steps
-    metrics = [Metric(key, float(v), now, step) for step, v in zip(steps, values)]
-    client, run_id = MlflowClient(), mlflow.active_run().info.run_id
-    for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
-        client.log_batch(run_id, metrics=metrics[start:start + MAX_METRICS_PER_BATCH])
-
-
 def log_training_data(split_file: str, features: list[str], label: str, raw_file: str) -> None:
     """Lineage: the training rows' file as an MLflow dataset input, whose digest is the file's md5 (the
     same as DVC's, and the same however many ranks read the file), and DVC's hash of the raw file as a tag."""
@@ -179,8 +169,16 @@ def log_training_data(split_file: str, features: list[str], label: str, raw_file
         mlflow.set_tags({"dvc.raw_data": raw_file, "dvc.raw_data_md5": raw_hash})
 
 
-def log_metrics(metrics: Mapping[str, float], step: int = 0) -> None:
-    mlflow.log_metrics(dict(metrics), step=step)
+def log_metrics(metrics: Mapping[str, float], step: int = 0,
+                series: Mapping[str, Iterable[tuple[int, float]]] | None = None) -> None:
+    """Metrics of the active run at `step`, and each of `series` as (step, value) pairs, in as few calls as
+    MLflow allows: one per MAX_METRICS_PER_BATCH values, not one per value."""
+    now = int(time.time() * 1000)
+    values = [Metric(key, float(v), now, t) for key, pairs in (series or {}).items() for t, v in pairs]
+    values += [Metric(key, float(v), now, step) for key, v in metrics.items()]
+    client, run_id = MlflowClient(), mlflow.active_run().info.run_id
+    for start in range(0, len(values), MAX_METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics=values[start:start + MAX_METRICS_PER_BATCH])
 
 
 def log_artifacts(paths: Sequence[str | Path], artifact_path: str) -> None:

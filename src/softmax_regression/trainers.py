@@ -224,6 +224,10 @@ def stochastic_gradient_descent(impl: Implementation, p: TrainParams, record: Ca
     return False
 
 
+LBFGS_TOLERANCE_CHANGE = 1e-9
+RESOLUTION = 32  # ulps of J a step must be predicted to gain; J's rounding error reaches ~10 on Iris
+
+
 def lbfgs(impl: Implementation, p: TrainParams, record: Callable[[int, Tensor], None]) -> bool:
     """torch.optim.LBFGS with a strong-Wolfe line search, one of its iterations per train iteration.
 
@@ -256,10 +260,6 @@ def lbfgs(impl: Implementation, p: TrainParams, record: Callable[[int, Tensor], 
             return True
         previous = loss.item()
     return False
-
-
-LBFGS_TOLERANCE_CHANGE = 1e-9
-RESOLUTION = 32  # ulps of J a step must be predicted to gain; J's rounding error reaches ~10 on Iris
 
 OPTIMIZERS: dict[Optimizer, Callable[[Implementation, TrainParams, Callable[[int, Tensor], None]], bool]] = {
     "gd": gradient_descent, "lbfgs": lbfgs, "sgd": stochastic_gradient_descent}
