@@ -16,11 +16,11 @@ import pytest
 import torch
 from filelock import FileLock
 
-from softmax_regression.cli import OFFLINE
+from softmax_regression.cli import OFFLINE, cpu_kernels
 from softmax_regression.raw import read_raw
 from softmax_regression.splitting import encode_labels
 
-for key, value in OFFLINE.items():  # before any test imports MLflow, as a stage does
+for key, value in {**OFFLINE, **cpu_kernels()}.items():  # before MLflow and the first tensor op, as a stage
     os.environ.setdefault(key, value)
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from softmax_regression import pyfunc
+from softmax_regression.cli import cpu_kernels
 from softmax_regression.config import TrainParams
 from softmax_regression.dataset import Dataset
 from softmax_regression.model import write_model
@@ -141,7 +142,7 @@ def test_a_bad_request_is_a_4xx_that_names_the_column(server, change, named):
 
 
 SUBPROCESS = """
-import importlib.util, json, pickle, _pickle, sys
+import importlib.util, json, os, pickle, _pickle, sys
 from pathlib import Path
 
 def refuse(*args, **kwargs):
@@ -163,7 +164,9 @@ import pandas as pd
 model = mlflow.pyfunc.load_model(sys.argv[1])
 table = model.predict(pd.read_csv(sys.argv[2]))
 import softmax_regression
-print(json.dumps({"package": softmax_regression.__file__, "table": table.to_dict(orient="split")}))
+import torch
+kernels = {key: os.environ[key] for key in ("ATEN_CPU_CAPABILITY", "MKL_CBWR") if key in os.environ}
+print(json.dumps({"package": softmax_regression.__file__, "kernels": kernels, "table": table.to_dict(orient="split")}))
 """
 
 
@@ -171,11 +174,13 @@ def test_the_model_loads_without_the_package_and_unpickles_nothing(logged, tmp_p
     rows = pd.read_csv(IRIS).sample(n=6, random_state=4)
     rows.to_csv(tmp_path / "rows.csv", index=False)
     env = tool_env(MLFLOW_TRACKING_URI=logged["uri"])
-    env.pop("PYTHONPATH", None)
+    for key in ("PYTHONPATH", "ATEN_CPU_CAPABILITY", "MKL_CBWR"):  # the model must pin the kernels itself
+        env.pop(key, None)
     result = subprocess.run([sys.executable, "-c", SUBPROCESS, logged["model"], str(tmp_path / "rows.csv")],
                             env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert "/code/softmax_regression/" in out["package"], "the model's own copy of the code was used"
+    assert out["kernels"] == cpu_kernels(), "served at the kernel level the stages and `make predict` run at"
     got = pd.DataFrame(out["table"]["data"], columns=out["table"]["columns"])
     pd.testing.assert_frame_equal(got, make_predict(logged, rows, tmp_path), check_exact=True)

@@ -159,6 +159,8 @@ def run_ids(names: list[str]) -> dict[str, str]:
     every stage up to date and trains nothing, so its numbers are those of the run that made the outputs.
     """
     shown = subprocess.run(["dvc", "exp", "show", "--csv"], capture_output=True, text=True, timeout=300)
+    if shown.returncode != 0:
+        raise PipelineError(f"`dvc exp show --csv` failed: {(shown.stderr.strip() or '(no output)').splitlines()[-1]}")
     ids = {row["Experiment"]: row.get("run_id", "") for row in csv.DictReader(io.StringIO(shown.stdout))}
     missing = [name for name in names if not ids.get(name)]
     if missing:
