@@ -13,7 +13,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: run test ui compare predict bench stress clean-venv
+.PHONY: run test ui compare promote serve predict bench stress clean-venv
 
 run: $(STAMP)
 	dvc repro
@@ -29,6 +29,16 @@ ui: $(STAMP)
 # The three implementations on the same params, two at a time, as one table. ARGS='-S train.optimizer=lbfgs'
 compare: $(STAMP)
 	python -m softmax_regression.compare $(ARGS)
+
+# The best run on validation rows becomes the registered champion if it beats the current one.
+# ARGS='--metric val_accuracy' or ARGS=--force
+promote: $(STAMP)
+	python -m softmax_regression.promote $(ARGS)
+
+# The champion over HTTP, on 127.0.0.1:$(PORT)/invocations
+PORT ?= 5001
+serve: $(STAMP)
+	python -m softmax_regression.serve --port $(PORT)
 
 # The trained model on a new CSV: make predict INPUT=new.csv [OUTPUT=predictions.csv]
 OUTPUT ?= predictions.csv

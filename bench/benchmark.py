@@ -291,10 +291,10 @@ def data_parallel(rows: int, iterations: int) -> dict:
         table = pd.DataFrame(X.double().numpy(), columns=[f"x{j}" for j in range(FEATURES)]).assign(label=y.numpy())
         del X, y
         write_parquet(table.iloc[:rows], folder / "train.parquet")
-        write_parquet(table.iloc[rows:], folder / "test.parquet")
+        write_parquet(table.iloc[rows:], folder / "val.parquet")
         write_json(folder / "classes.json", {"label": "label", "classes": {f"c{c}": c for c in range(CLASSES)}})
         del table
-        files = (folder / "train.parquet", folder / "test.parquet", folder / "classes.json")
+        files = (folder / "train.parquet", folder / "val.parquet", folder / "classes.json")
         for optimizer in ("gd", "lbfgs"):
             for impl in sorted(IMPLEMENTATIONS):
                 for world_size in (1, 2):

@@ -1,4 +1,5 @@
-"""evaluate: score the model on the test set, write DVC metrics and plots, add them to the MLflow run."""
+"""evaluate: score the model on the validation rows (to choose between runs) and on the test rows (the final
+report), write DVC metrics and plots, add them to the MLflow run."""
 
 import sys
 
@@ -9,11 +10,13 @@ from softmax_regression.figures import confusion_heat_map
 from softmax_regression.files import read_json, write_csv, write_json
 from softmax_regression.metrics import classification_report, confusion_rows
 from softmax_regression.model import predict_proba, read_model
+from softmax_regression.tables import parquet_rows
 
-TEST, CLASSES, MODEL, RUN = ("data/split/test.parquet", "data/split/classes.json", "models/model.safetensors",
-                             "models/mlflow_run.json")
+VAL, TEST, CLASSES = "data/split/val.parquet", "data/split/test.parquet", "data/split/classes.json"
+MODEL, RUN = "models/model.safetensors", "models/mlflow_run.json"
 METRICS, PER_CLASS = "metrics/eval.json", "metrics/eval_per_class.json"
 CONFUSION_PLOT, CONFUSION_PNG = "plots/confusion.csv", "plots/confusion.png"
+SUMMARY = ("accuracy", "log_loss", "macro_f1")  # of each set, as DVC and MLflow metrics: val_accuracy, …
 
 
 def main() -> None:
@@ -22,14 +25,18 @@ def main() -> None:
 
     tracking.connect()
     model = read_model(MODEL)
-    data = read_dataset(TEST, CLASSES, features=model.features)
-    P = predict_proba(model, data.X)
-    report = classification_report(P, data.y, model.classes)
-    per_class = {key: report.pop(key) for key in ("per_class", "confusion_matrix")}
-    write_json(METRICS, report)
-    write_json(PER_CLASS, per_class)
-    write_csv(CONFUSION_PLOT, ["actual", "predicted"], confusion_rows(data.y, P.argmax(dim=1), model.classes))
-    confusion_heat_map(CONFUSION_PNG, data.y, P.argmax(dim=1), model.classes, report["accuracy"])
+    test = read_dataset(TEST, CLASSES, features=model.features)
+    P = predict_proba(model, test.X)
+    reports = {"test": classification_report(P, test.y, model.classes)}
+    if parquet_rows(VAL):  # none when split.val_size is 0
+        val = read_dataset(VAL, CLASSES, features=model.features)
+        reports["val"] = classification_report(predict_proba(model, val.X), val.y, model.classes)
+    metrics = {f"{name}_{key}": reports[name].pop(key) for name in ("val", "test") if name in reports
+               for key in SUMMARY}
+    write_json(METRICS, metrics)
+    write_json(PER_CLASS, {name: reports[name] for name in ("val", "test") if name in reports})
+    write_csv(CONFUSION_PLOT, ["actual", "predicted"], confusion_rows(test.y, P.argmax(dim=1), model.classes))
+    confusion_heat_map(CONFUSION_PNG, test.y, P.argmax(dim=1), model.classes, metrics["test_accuracy"])
 
     trained_by = read_json(RUN)["run_id"]
     trained = tracking.find_run(trained_by)
@@ -39,12 +46,13 @@ def main() -> None:
         return
     run_id = tracking.evaluation_run(trained, experiment)
     with tracking.active_run(run_id):
-        tracking.log_metrics({"test_accuracy": report["accuracy"], "test_log_loss": report["log_loss"],
-                              "test_macro_f1": report["macro_f1"]})
+        tracking.log_metrics(metrics)
         tracking.log_artifacts([METRICS, PER_CLASS, CONFUSION_PLOT, CONFUSION_PNG], "evaluation")
         tracking.mark_evaluated()
     again = "" if run_id == trained_by else f" (a re-evaluation of run {trained_by}, restored by DVC)"
-    print(f"evaluate: test accuracy {report['accuracy']:.4f}, log-loss {report['log_loss']:.4f}; "
+    val = (f"validation accuracy {metrics['val_accuracy']:.4f}, log-loss {metrics['val_log_loss']:.4f}; "
+           if "val_accuracy" in metrics else "no validation rows; ")
+    print(f"evaluate: {val}test accuracy {metrics['test_accuracy']:.4f}, log-loss {metrics['test_log_loss']:.4f}; "
           f"MLflow run {run_id}{again}; see it with `make ui` (http://127.0.0.1:5000)")
 
 

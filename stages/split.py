@@ -1,4 +1,4 @@
-"""split: encode the labels as 0..k-1 and hold out a stratified, seeded test set."""
+"""split: encode the labels as 0..k-1 and hold out stratified, seeded validation and test sets."""
 
 from softmax_regression.cli import run_stage
 from softmax_regression.config import SplitParams, read_params, section
@@ -7,7 +7,8 @@ from softmax_regression.splitting import encode_labels, stratified_split
 from softmax_regression.tables import read_parquet, write_parquet
 
 INPUT = "data/interim/dataset.parquet"
-TRAIN, TEST, CLASSES = "data/split/train.parquet", "data/split/test.parquet", "data/split/classes.json"
+TRAIN, VAL, TEST = "data/split/train.parquet", "data/split/val.parquet", "data/split/test.parquet"
+CLASSES = "data/split/classes.json"
 
 
 def main() -> None:
@@ -16,12 +17,13 @@ def main() -> None:
     label = params["ingest"]["label"]
     table = read_parquet(INPUT)
     y, classes = encode_labels(table[label])
-    train_rows, test_rows = stratified_split(y, classes, split.test_size, split.seed)
+    rows = stratified_split(y, classes, split.test_size, split.seed, split.val_size)
     table[label] = y
-    write_parquet(table.iloc[train_rows], TRAIN)
-    write_parquet(table.iloc[test_rows], TEST)
+    for path, part in zip((TRAIN, VAL, TEST), rows, strict=True):
+        write_parquet(table.iloc[part], path)  # val.parquet has no rows when split.val_size is 0
     write_json(CLASSES, {"label": label, "classes": {name: i for i, name in enumerate(classes)}})
-    print(f"split: {len(train_rows)} train rows, {len(test_rows)} test rows, classes {classes}")
+    print(f"split: {len(rows[0])} train, {len(rows[1])} validation and {len(rows[2])} test rows, "
+          f"classes {classes}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from functools import partial
 from softmax_regression.cli import run_stage
 from softmax_regression.config import TrackingParams, TrainParams, flatten, read_params, section
 
-TRAIN, TEST, CLASSES = "data/split/train.parquet", "data/split/test.parquet", "data/split/classes.json"
+TRAIN, VAL, CLASSES = "data/split/train.parquet", "data/split/val.parquet", "data/split/classes.json"
 MODEL, COEFFICIENTS, RUN = "models/model.safetensors", "models/coefficients.csv", "models/mlflow_run.json"
 METRICS, LOSS_PLOT, LOG_LOSS_PLOT = "metrics/train.json", "plots/train_loss.csv", "plots/log_loss.csv"
 HEAT_MAP = "plots/coefficients.png"
@@ -32,7 +32,7 @@ def main() -> None:
     )
 
     device = device_for(params.device)
-    training = partial(launch, params.world_size, device, train_shard, params, TRAIN, TEST, CLASSES)
+    training = partial(launch, params.world_size, device, train_shard, params, TRAIN, VAL, CLASSES)
     rank = torchrun_rank(params.world_size)
     if rank is not None and not rank.leader:  # one of several ranks under torchrun: rank 0 reports
         training()
@@ -47,21 +47,21 @@ def main() -> None:
     run_name = f"{params.impl}+{params.optimizer} lr={params.lr} l2={params.l2} it={params.iterations}"
     run_id = tracking.create_run(experiment, run_name, flatten(all_params), {"cpu_kernels": kernel_level()})
     with tracking.active_run(run_id):
-        tracking.log_training_data(TRAIN, example.features, example.label, all_params["ingest"]["path"])
+        tracking.log_training_data(TRAIN, VAL, example.features, example.label, all_params["ingest"]["path"])
         trained = training()
         model, losses, curves, metrics = trained.model, trained.fit.losses, trained.curves, trained.metrics
         write_model(MODEL, model)
         write_csv(COEFFICIENTS, ["feature", *model.classes, "mean", "scale"], coefficient_rows(model))
         coefficient_heat_map(HEAT_MAP, model)
         write_csv(LOSS_PLOT, ["iteration", "train_loss"], enumerate(losses.tolist()))
-        write_csv(LOG_LOSS_PLOT, ["iteration", "train_log_loss", "test_log_loss"], curves.rows())
+        write_csv(LOG_LOSS_PLOT, ["iteration", "train_log_loss", "val_log_loss"], curves.rows())
         write_json(METRICS, metrics)  # timings go to MLflow only: DVC outputs stay the same bits
         write_json(RUN, {"run_id": run_id})
 
         tracking.log_metrics(metrics | {"train_seconds": trained.seconds}, step=len(losses), series={
             "train_loss": enumerate(losses.tolist()),
             "log_loss/train": zip(curves.iteration, curves.train_log_loss, strict=True),
-            "log_loss/test": zip(curves.iteration, curves.test_log_loss, strict=True)})
+            "log_loss/val": zip(curves.iteration, curves.val_log_loss)})  # none without validation rows
         tracking.log_artifacts([MODEL, COEFFICIENTS, HEAT_MAP], "weights")
         pyfunc.log_model(MODEL, pd.DataFrame(example.X.numpy(), columns=example.features))
     ranks = "" if params.world_size == 1 else f" on {params.world_size} ranks"

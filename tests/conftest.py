@@ -81,9 +81,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(cmd: list[str], ready: str, env: dict[str, str], timeout: float = 120) -> subprocess.Popen:
+def serve(cmd: list[str], ready: str, env: dict[str, str], timeout: float = 120, cwd: Path | None = None
+          ) -> subprocess.Popen:
     """Start a server (`mlflow server`, `mlflow models serve`) and wait until `ready`, a URL, answers."""
-    process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -146,8 +147,8 @@ def repo(built: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # The modules that run the real tools longest, first: pytest-xdist deals whole modules to its workers in
 # collection order, and one dealt out last would run alone while the other worker idles.
-LONGEST_FIRST = ["test_experiments.py", "test_distributed.py", "test_pipeline.py", "test_faults.py",
-                 "test_serving.py"]
+LONGEST_FIRST = ["test_experiments.py", "test_promote.py", "test_distributed.py", "test_pipeline.py",
+                 "test_faults.py", "test_serving.py"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

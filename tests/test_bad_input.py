@@ -21,7 +21,8 @@ from conftest import ROOT, tool_env
 
 IRIS_HEAD = (ROOT / "data/Iris.csv").read_text().splitlines()
 STAGE_OUTPUTS = {"ingest": ["data/interim/dataset.parquet"],
-                 "split": ["data/split/train.parquet", "data/split/test.parquet", "data/split/classes.json"],
+                 "split": ["data/split/train.parquet", "data/split/val.parquet", "data/split/test.parquet",
+                           "data/split/classes.json"],
                  "train": ["models/model.safetensors", "metrics/train.json", "models/mlflow_run.json"]}
 
 
@@ -71,8 +72,9 @@ CASES = [
      r"column 'Id' in ingest\.drop not found; columns are: a, b, Species"),
     ("bad missing policy", csv("a,Species", "1,x"), {"ingest.missing": "ignore"}, "ingest",
      r"ingest\.missing must be one of \['drop', 'error'\], got 'ignore'"),
-    ("class too small to split", csv("a,Species", "1,x", "2,x", "3,y"), {}, "split",
-     r"class 'y' has 1 row; the stratified split needs at least 2"),
+    ("class too small to split", csv("a,Species", "1,x", "2,x", "3,x", "4,y", "5,y"), {}, "split",
+     r"class 'y' has 2 rows; the stratified split needs at least 3 per class \(one each for train, validation "
+     r"and test\)"),
     ("test_size of 1", csv("a,Species", "1,x", "2,y"), {"split.test_size": 1}, "split",
      r"split\.test_size must be a fraction in \(0, 1\), got 1\.0"),
     ("test_size of 0", csv("a,Species", "1,x", "2,y"), {"split.test_size": 0}, "split",

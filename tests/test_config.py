@@ -55,6 +55,17 @@ def test_test_size_must_be_a_fraction(test_size):
         section({"split": {"test_size": test_size, "seed": 0}}, "split", SplitParams)
 
 
+@pytest.mark.parametrize("val_size,message", [
+    (-0.1, r"split\.val_size must be a fraction in \[0, 1\), got -0\.1"),
+    (1, r"split\.val_size must be a fraction in \[0, 1\), got 1\.0"),
+    (0.8, r"split\.val_size must be less than 1 - split\.test_size = 0\.8, to leave rows to train on, got 0\.8"),
+])
+def test_val_size_must_leave_rows_to_train_on(val_size, message):
+    with pytest.raises(ParamError, match=message):
+        section({"split": {"test_size": 0.2, "val_size": val_size, "seed": 0}}, "split", SplitParams)
+    assert section({"split": {"test_size": 0.2, "val_size": 0, "seed": 0}}, "split", SplitParams).val_size == 0
+
+
 def test_drop_accepts_a_single_name_or_none():
     base = {"path": "x.csv", "label": "y"}
     assert section({"ingest": base | {"drop": "Id"}}, "ingest", IngestParams).drop == ("Id",)

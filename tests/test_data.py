@@ -66,18 +66,40 @@ def test_labels_encode_in_sorted_order():
 
 def test_split_is_stratified_disjoint_and_reproducible():
     y = np.repeat([0, 1, 2], [50, 30, 20])
-    train, test = stratified_split(y, ["a", "b", "c"], 0.2, seed=1)
+    train, val, test = stratified_split(y, ["a", "b", "c"], 0.2, seed=1, val_size=0.1)
     assert np.bincount(y[test]).tolist() == [10, 6, 4]
-    assert sorted(np.concatenate([train, test]).tolist()) == list(range(100))
-    again = stratified_split(y, ["a", "b", "c"], 0.2, seed=1)
-    assert np.array_equal(train, again[0]) and np.array_equal(test, again[1])
-    other = stratified_split(y, ["a", "b", "c"], 0.2, seed=2)
-    assert not np.array_equal(test, other[1])
+    assert np.bincount(y[val]).tolist() == [5, 3, 2]
+    assert sorted(np.concatenate([train, val, test]).tolist()) == list(range(100)), "disjoint, and every row"
+    again = stratified_split(y, ["a", "b", "c"], 0.2, seed=1, val_size=0.1)
+    assert all(np.array_equal(a, b) for a, b in zip((train, val, test), again, strict=True))
+    other = stratified_split(y, ["a", "b", "c"], 0.2, seed=2, val_size=0.1)
+    assert not np.array_equal(test, other[2]) and not np.array_equal(val, other[1])
 
 
-def test_split_names_a_class_too_small_to_split():
-    with pytest.raises(DataError, match=r"class 'rare' has 1 row"):
-        stratified_split(np.array([0, 0, 0, 1]), ["common", "rare"], 0.5, seed=0)
+def test_the_test_rows_do_not_depend_on_the_validation_size():
+    y = np.repeat([0, 1, 2], [50, 30, 20])
+    tests = [stratified_split(y, ["a", "b", "c"], 0.2, seed=1, val_size=v)[2] for v in (0, 0.1, 0.3)]
+    assert all(np.array_equal(tests[0], t) for t in tests[1:])
+
+
+def test_no_validation_rows_with_val_size_0():
+    y = np.repeat([0, 1], [10, 2])
+    train, val, test = stratified_split(y, ["a", "b"], 0.2, seed=0)
+    assert len(val) == 0 and np.bincount(y[test]).tolist() == [2, 1] and np.bincount(y[train]).tolist() == [8, 1]
+
+
+def test_a_small_class_keeps_a_row_in_each_part():
+    y = np.repeat([0, 1], [20, 3])
+    train, val, test = stratified_split(y, ["a", "b"], 0.5, seed=0, val_size=0.4)
+    assert [np.bincount(y[part], minlength=2).tolist()[1] for part in (train, val, test)] == [1, 1, 1]
+
+
+@pytest.mark.parametrize("rows,val_size,needed", [(1, 0, 2), (2, 0.2, 3)])
+def test_split_names_a_class_too_small_to_split(rows, val_size, needed):
+    y = np.array([0] * 10 + [1] * rows)
+    with pytest.raises(DataError, match=rf"class 'rare' has {rows} rows?; the stratified split needs at least "
+                                        rf"{needed} per class"):
+        stratified_split(y, ["common", "rare"], 0.2, seed=0, val_size=val_size)
 
 
 def test_read_features_picks_model_columns_in_order(tmp_path):

@@ -24,7 +24,7 @@ import torch
 import yaml
 
 from softmax_regression.config import TrainParams, read_params, section
-from softmax_regression.dataset import parquet_rows
+from softmax_regression.tables import parquet_rows
 from softmax_regression.errors import DataError, ParamError, PipelineError
 from softmax_regression.files import write_json
 from softmax_regression.launch import launch, torchrun_rank
@@ -47,13 +47,12 @@ OPTIMIZERS = {"gd": dict(optimizer="gd", iterations=250, lr=0.1, dtype="float32"
 WAYS = list(itertools.product(sorted(IMPLEMENTATIONS), OPTIMIZERS))
 
 
-def write_split(table: pd.DataFrame, label: str, folder: Path) -> Path:
+def write_split(table: pd.DataFrame, label: str, folder: Path, val_size: float = 0.2) -> Path:
     """What the split stage writes, for a table with a label column."""
     y, classes = encode_labels(table[label])
-    train_rows, test_rows = stratified_split(y, classes, 0.2, 42)
     table = table.assign(**{label: y})
-    write_parquet(table.iloc[train_rows], folder / "train.parquet")
-    write_parquet(table.iloc[test_rows], folder / "test.parquet")
+    for name, rows in zip(("train", "val", "test"), stratified_split(y, classes, 0.2, 42, val_size), strict=True):
+        write_parquet(table.iloc[rows], folder / f"{name}.parquet")
     write_json(folder / "classes.json", {"label": label, "classes": {c: i for i, c in enumerate(classes)}})
     return folder
 
@@ -63,12 +62,13 @@ def iris_split(folder: Path) -> Path:
 
 
 def blobs_split(folder: Path) -> Path:
-    """377 rows (301 to train on), 5 classes, 6 features of different scales: unequal shards on 3 ranks."""
+    """377 rows (301 to train on, no validation rows), 5 classes, 6 features of different scales: unequal
+    shards on 3 ranks."""
     rng = np.random.default_rng(3)
     y = rng.integers(0, 5, 377)
     X = rng.normal(size=(377, 6)) * [1, 10, 0.1, 3, 1, 100] + y[:, None] * 0.7
     table = pd.DataFrame(X, columns=[f"x{i}" for i in range(6)]).assign(kind=[f"c{c}" for c in y])
-    return write_split(table, "kind", folder)
+    return write_split(table, "kind", folder, val_size=0)
 
 
 def every_way(ranks: Ranks, folder: Path, world_size: int) -> dict:
@@ -76,7 +76,7 @@ def every_way(ranks: Ranks, folder: Path, world_size: int) -> dict:
     results = {}
     for impl, way in WAYS:
         params = TrainParams(impl=impl, l2=0.01, seed=0, eval_every=5, world_size=world_size, **OPTIMIZERS[way])
-        files = (folder / "train.parquet", folder / "test.parquet", folder / "classes.json")
+        files = (folder / "train.parquet", folder / "val.parquet", folder / "classes.json")
         results[impl, way] = train_shard(ranks, params, *files)
     return results
 
@@ -103,7 +103,7 @@ def test_n_ranks_give_the_numbers_of_one_process(tmp_path, make_split, world_siz
                                        msg=lambda m, field=field, name=name: f"{field}, {name}: {m}")
         for field in ("mean", "scale"):  # standardised with statistics over every shard
             torch.testing.assert_close(getattr(b.model, field), getattr(a.model, field), rtol=1e-12, atol=0)
-        torch.testing.assert_close(b.curves.test_log_loss, a.curves.test_log_loss, rtol=0, atol=1e-5)
+        torch.testing.assert_close(b.curves.val_log_loss, a.curves.val_log_loss, rtol=0, atol=1e-5)
         torch.testing.assert_close(b.curves.train_log_loss, a.curves.train_log_loss, rtol=0, atol=1e-5)
         assert b.metrics.keys() == a.metrics.keys()
         for key in a.metrics:
@@ -204,7 +204,7 @@ def split_repo(tmp_path_factory) -> Path:
     repo = copy_repo(tmp_path_factory.mktemp("repo"))
     table = read_raw(IRIS, "Species", ("Id",))
     y, classes = encode_labels(table["Species"])
-    last_train_row = stratified_split(y, classes, 0.2, 42)[0][-1]
+    last_train_row = stratified_split(y, classes, 0.2, 42, val_size=0.2)[0][-1]
     lines = IRIS.read_text().splitlines()
     cells = lines[1 + last_train_row].split(",")
     cells[1] = "1e39"  # after the Id
@@ -275,7 +275,7 @@ def test_more_ranks_than_rows_is_a_clear_error(split_repo):
     stage = train_stage(split_repo)
     _, stderr = stage.communicate(timeout=120)
     assert stage.returncode == 1
-    assert stderr.strip() == ("error: params.yaml: train.world_size is 1000, more than the 120 training "
+    assert stderr.strip() == ("error: params.yaml: train.world_size is 1000, more than the 90 training "
                               "rows; every rank needs rows of its own")
 
 
@@ -287,7 +287,7 @@ def test_torchrun_starts_the_ranks_and_gets_the_numbers_of_one_process(split_rep
     assert result.stdout.count("train: manual+gd, 250 iterations on 2 ranks") == 1, "rank 0 alone reports"
     got = (split_repo / "plots/train_loss.csv").read_text().splitlines()
     params = section(read_params(split_repo / "params.yaml"), "train", TrainParams)
-    files = (split_repo / "data/split" / name for name in ("train.parquet", "test.parquet", "classes.json"))
+    files = (split_repo / "data/split" / name for name in ("train.parquet", "val.parquet", "classes.json"))
     expected = launch(1, CPU, train_shard, dataclasses.replace(params, world_size=1), *files)
     assert len(got) == 251
     np.testing.assert_allclose([float(line.split(",")[1]) for line in got[1:]], expected.fit.losses.numpy(),

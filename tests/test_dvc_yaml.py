@@ -80,3 +80,16 @@ def test_editing_a_csv_message_reruns_ingest_alone(built, tmp_path):
     ran = [line for line in result.stdout.splitlines() if line.startswith("Running stage")]
     assert ran == ["Running stage 'ingest':"], result.stdout
     assert json.loads(run(["dvc", "status", "--json"], repo).stdout) == {}
+
+
+def test_the_model_is_a_dvc_artifact_of_type_model():
+    """Declared as DVC's own examples do, read back by DVC: the train stage's weights, type `model`."""
+    from dvc.repo import Repo
+    from dvc.repo.artifacts import check_name_format
+
+    with Repo(str(ROOT)) as repo:
+        artifacts = repo.artifacts.read()["dvc.yaml"]
+    artifact = artifacts["softmax-regression"]
+    check_name_format("softmax-regression")  # raises on a name DVC's registry cannot hold
+    assert artifact.type == "model" and artifact.desc and "pytorch" in artifact.labels
+    assert artifact.path in [next(iter(o)) if isinstance(o, dict) else o for o in STAGES["train"]["outs"]]

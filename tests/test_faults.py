@@ -16,7 +16,8 @@ from safetensors.torch import load_file
 
 from conftest import ROOT, copy_repo, run, tool_env
 
-DETERMINISTIC_OUTPUTS = ["data/interim/dataset.parquet", "data/split/train.parquet", "data/split/test.parquet",
+DETERMINISTIC_OUTPUTS = ["data/interim/dataset.parquet", "data/split/train.parquet", "data/split/val.parquet",
+                         "data/split/test.parquet",
                          "data/split/classes.json", "models/model.safetensors", "models/coefficients.csv",
                          "metrics/train.json", "metrics/eval.json", "metrics/eval_per_class.json",
                          "plots/train_loss.csv", "plots/log_loss.csv", "plots/confusion.csv",
@@ -68,7 +69,7 @@ def test_evaluate_explains_a_run_missing_from_the_store(repo):
     run_id = json.loads((repo / "models/mlflow_run.json").read_text())["run_id"]
     assert f"MLflow run {run_id} is not in sqlite:///" in result.stdout + result.stderr
     assert "dvc repro -f train" in result.stdout + result.stderr
-    assert json.loads((repo / "metrics/eval.json").read_text())["accuracy"] >= 0.9
+    assert json.loads((repo / "metrics/eval.json").read_text())["test_accuracy"] >= 0.9
 
 
 def test_unreachable_tracking_server_fails_fast_and_touches_nothing(repo):

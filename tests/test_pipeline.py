@@ -20,7 +20,8 @@ from softmax_regression.model import predict_proba, read_model
 
 from conftest import ROOT, run, tool_env
 
-OUTPUTS = ["data/interim/dataset.parquet", "data/split/train.parquet", "data/split/test.parquet",
+OUTPUTS = ["data/interim/dataset.parquet", "data/split/train.parquet", "data/split/val.parquet",
+           "data/split/test.parquet",
            "data/split/classes.json", "models/model.safetensors", "models/coefficients.csv",
            "models/mlflow_run.json", "metrics/train.json", "metrics/eval.json", "metrics/eval_per_class.json",
            "plots/train_loss.csv", "plots/log_loss.csv", "plots/coefficients.png", "plots/confusion.png",
@@ -46,12 +47,17 @@ def test_repro_writes_every_output_and_a_good_model(repo):
     assert classes == {"label": "Species",
                        "classes": {"Iris-setosa": 0, "Iris-versicolor": 1, "Iris-virginica": 2}}
     evaluation = json.loads((repo / "metrics/eval.json").read_text())
-    assert evaluation["accuracy"] >= 0.9
+    assert list(evaluation) == ["val_accuracy", "val_log_loss", "val_macro_f1", "test_accuracy", "test_log_loss",
+                                "test_macro_f1"]
+    assert evaluation["test_accuracy"] >= 0.9 and evaluation["val_accuracy"] >= 0.8
     per_class = json.loads((repo / "metrics/eval_per_class.json").read_text())
-    assert [m["support"] for m in per_class["per_class"].values()] == [10, 10, 10]  # 20 % of 50, each class
-    confusion = per_class["confusion_matrix"]
-    correct = sum(confusion[c][c] for c in confusion)
-    assert correct / 30 == pytest.approx(evaluation["accuracy"])
+    for part in ("val", "test"):  # 20 % of 50 rows of each class in each
+        assert [m["support"] for m in per_class[part]["per_class"].values()] == [10, 10, 10]
+        confusion = per_class[part]["confusion_matrix"]
+        correct = sum(confusion[c][c] for c in confusion)
+        assert correct / 30 == pytest.approx(evaluation[f"{part}_accuracy"])
+    sizes = {part: len(pd.read_parquet(repo / f"data/split/{part}.parquet")) for part in ("train", "val", "test")}
+    assert sizes == {"train": 90, "val": 30, "test": 30}  # as the README says
     losses = (repo / "plots/train_loss.csv").read_text().splitlines()
     assert losses[0] == "iteration,train_loss" and len(losses) == 1 + 250
     model = read_model(repo / "models/model.safetensors")
@@ -60,11 +66,11 @@ def test_repro_writes_every_output_and_a_good_model(repo):
     assert set(load_file(repo / "models/model.safetensors")) == {"W", "b", "mean", "scale"}
 
 
-def test_metrics_show_reports_train_and_test(repo):
+def test_metrics_show_reports_train_validation_and_test(repo):
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
     workspace = shown[""]["data"]  # DVC's key for the workspace
-    test_metrics = workspace["metrics/eval.json"]["data"]
-    assert test_metrics["accuracy"] >= 0.9 and "log_loss" in test_metrics
+    evaluation = workspace["metrics/eval.json"]["data"]
+    assert evaluation["test_accuracy"] >= 0.9 and {"val_log_loss", "test_log_loss", "val_macro_f1"} <= set(evaluation)
     assert workspace["metrics/train.json"]["data"]["train_accuracy"] >= 0.9
 
 
@@ -96,8 +102,8 @@ def test_mlflow_run_holds_params_history_metrics_artifacts_and_model(repo):
 
     metrics = found.data.metrics
     evaluation = json.loads((repo / "metrics/eval.json").read_text())
-    assert metrics["test_accuracy"] == pytest.approx(evaluation["accuracy"])
-    assert metrics["test_log_loss"] == pytest.approx(evaluation["log_loss"])
+    for key in ("val_accuracy", "val_log_loss", "val_macro_f1", "test_accuracy", "test_log_loss", "test_macro_f1"):
+        assert metrics[key] == evaluation[key], key
     assert metrics["train_accuracy"] >= 0.9
 
     artifacts = {a.path for a in client.list_artifacts(run_id, "weights")}
@@ -149,7 +155,7 @@ def test_exp_run_with_another_implementation_and_optimizer_retrains_only_train_a
     assert "nn" in json.dumps(shown)
     plots = json.loads(run(["dvc", "plots", "show", "--json"], repo).stdout)["data"]
     assert sorted(plots) == ["Confusion matrix (test set)",
-                             "Log-loss on train and test rows (every train.eval_every iterations)",
+                             "Log-loss on train and validation rows (every train.eval_every iterations)",
                              "Training loss", "plots/coefficients.png", "plots/confusion.png"]
 
 

@@ -27,8 +27,8 @@ from softmax_regression.errors import PipelineError
 from softmax_regression.lineage import repo_root
 
 WORKERS = Path(".dvc", "tmp", "exps", "celery")  # DVC 3.x keeps each queue worker's pid and exit code here
-COLUMNS = ("implementation", "final train loss", "train accuracy", "test accuracy", "train time (s)",
-           "MLflow run id")
+COLUMNS = ("implementation", "final train loss", "train accuracy", "val log-loss", "val accuracy", "train time (s)",
+           "MLflow run id")  # validation, not test: runs are compared and chosen on validation rows alone
 
 
 def queue_and_run(name_prefix: str, settings: list[str], jobs: int, timeout: float = 1800) -> list[str]:
@@ -180,7 +180,8 @@ def table(names: list[str]) -> list[tuple[str, ...]]:
             raise PipelineError(f"experiment {name}'s MLflow run {run_id} is not in {tracking.tracking_uri()}")
         m = run.data.metrics
         rows.append((run.data.params.get("train.impl", "?"), _fmt(m.get("train_loss_final"), ".6f"),
-                     _fmt(m.get("train_accuracy"), ".4f"), _fmt(m.get("test_accuracy"), ".4f"),
+                     _fmt(m.get("train_accuracy"), ".4f"), _fmt(m.get("val_log_loss"), ".6f"),
+                     _fmt(m.get("val_accuracy"), ".4f"),
                      _fmt(m.get("train_seconds"), ".2f"), run.info.run_id))
     return rows
 

@@ -45,11 +45,15 @@ class IngestParams:
 
 @dataclass(frozen=True)
 class SplitParams:
-    test_size: float  # fraction of each class held out for evaluate
+    test_size: float  # fraction of each class held out for the final report (evaluate)
     seed: int
+    val_size: float = 0.2  # fraction of each class held out to compare runs and choose one; 0: none
 
     def __post_init__(self) -> None:
         _require(0 < self.test_size < 1, "split.test_size", "a fraction in (0, 1)", self.test_size)
+        _require(0 <= self.val_size < 1, "split.val_size", "a fraction in [0, 1)", self.val_size)
+        _require(self.test_size + self.val_size < 1, "split.val_size",
+                 f"less than 1 - split.test_size = {1 - self.test_size:g}, to leave rows to train on", self.val_size)
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,7 @@ class TrainParams:
     momentum: float = 0.0  # gd and sgd: v ← momentum·v + gradient
     tol: float = 0.0  # stop early: gd/lbfgs once every gradient component is within tol, sgd once J
     #                   changes by at most tol (relative) over an epoch; 0 runs every iteration
-    eval_every: int = 10  # log-loss on train and test rows every this many iterations; 0: never
+    eval_every: int = 10  # log-loss on train and validation rows every this many iterations; 0: never
     dtype: Dtype = "float32"
     device: Device = "cpu"
     world_size: int = 1  # processes training together, each on its shard of the rows (torch.distributed)
@@ -85,9 +89,11 @@ class TrainParams:
 @dataclass(frozen=True)
 class TrackingParams:
     experiment: str = "softmax-regression"  # the MLflow experiment every run goes into
+    registered_model: str = "softmax-regression"  # the Model Registry name `make promote` registers under
 
     def __post_init__(self) -> None:
         _require(self.experiment != "", "tracking.experiment", "a name", self.experiment)
+        _require(self.registered_model != "", "tracking.registered_model", "a name", self.registered_model)
 
 
 Section = TypeVar("Section")

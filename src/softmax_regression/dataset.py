@@ -65,8 +65,3 @@ def read_matrix(path: str | Path, label: str, features: list[str] | None = None,
                 y[lo - start:hi - start] = group.column(label).to_numpy()
             offset += size
     return features, X, y
-
-
-def parquet_rows(path: str | Path) -> int:
-    """The number of rows, from the file's footer."""
-    return pq.read_metadata(path).num_rows

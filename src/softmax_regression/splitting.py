@@ -1,4 +1,5 @@
-"""Label encoding and the stratified, seeded split. numpy and pandas only."""
+"""Label encoding and the stratified, seeded split into train, validation and test rows. numpy and pandas
+only."""
 
 from __future__ import annotations
 
@@ -15,21 +16,28 @@ def encode_labels(labels: pd.Series) -> tuple[np.ndarray, list[str]]:
     return labels.map(index).to_numpy(dtype=np.int64), classes
 
 
-def stratified_split(y: np.ndarray, classes: list[str], test_size: float, seed: int
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices (train, test), holding out round(test_size · n_c) rows of each class c.
+def stratified_split(y: np.ndarray, classes: list[str], test_size: float, seed: int, val_size: float = 0.0
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row indices (train, validation, test), disjoint and sorted: round(test_size · n_c) rows of each class c
+    for test and round(val_size · n_c) for validation, the rest for training.
 
-    Each class keeps at least one row on each side. Same y, test_size and seed give the same split.
+    Each class keeps at least one row in train and in test, and in validation when val_size > 0. The test
+    rows are drawn first, so they do not depend on val_size. Same y, sizes and seed give the same split.
     """
     rng = np.random.default_rng(seed)
-    train, test = [], []
+    parts: tuple[list[np.ndarray], ...] = ([], [], [])
+    needed = 3 if val_size > 0 else 2
     for c, name in enumerate(classes):
         rows = np.flatnonzero(y == c)
-        if len(rows) < 2:
-            raise DataError(f"class {name!r} has {len(rows)} row; the stratified split needs at least 2 "
-                            f"per class (one to train on, one to test on)")
-        n_test = min(max(round(test_size * len(rows)), 1), len(rows) - 1)
+        if len(rows) < needed:
+            sides = "train, validation and test" if val_size > 0 else "train and test"
+            raise DataError(f"class {name!r} has {len(rows)} row{'s' * (len(rows) != 1)}; the stratified split "
+                            f"needs at least {needed} per class (one each for {sides})")
+        n_test = min(max(round(test_size * len(rows)), 1), len(rows) - needed + 1)
+        n_val = min(max(round(val_size * len(rows)), 1), len(rows) - n_test - 1) if val_size > 0 else 0
         rows = rng.permutation(rows)
-        test.append(rows[:n_test])
-        train.append(rows[n_test:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+        parts[2].append(rows[:n_test])
+        parts[1].append(rows[n_test:n_test + n_val])
+        parts[0].append(rows[n_test + n_val:])
+    train, val, test = (np.sort(np.concatenate(part)) for part in parts)
+    return train, val, test

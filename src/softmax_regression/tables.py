@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from softmax_regression.files import atomic_path
 
@@ -18,3 +19,8 @@ def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
 
 def read_parquet(path: str | Path) -> pd.DataFrame:
     return pd.read_parquet(path, engine="pyarrow")
+
+
+def parquet_rows(path: str | Path) -> int:
+    """The number of rows, from the file's footer."""
+    return pq.read_metadata(path).num_rows

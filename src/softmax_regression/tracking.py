@@ -27,6 +27,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
 from softmax_regression.errors import TrackingError
+from softmax_regression.tables import parquet_rows
 from softmax_regression.lineage import dvc_hash, git_commit, repo_root
 
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
@@ -153,20 +154,36 @@ def mark_evaluated() -> None:
     mlflow.set_tag(EVALUATED_TAG, "true")
 
 
-def log_training_data(split_file: str, features: list[str], label: str, raw_file: str) -> None:
-    """Lineage: the training rows' file as an MLflow dataset input, whose digest is the file's md5 (the
-    same as DVC's, and the same however many ranks read the file), and DVC's hash of the raw file as a tag."""
-    with open(split_file, "rb") as f:
-        digest = hashlib.file_digest(f, "md5").hexdigest()
+def log_training_data(train_file: str, val_file: str, features: list[str], label: str, raw_file: str) -> None:
+    """Lineage: the training and validation rows' files as MLflow dataset inputs (contexts "training" and
+    "validation"; none for a validation file without rows), whose digest is the file's md5 (the same as
+    DVC's, and the same however many ranks read it), and DVC's hash of the raw file as a tag.
+
+    `make promote` compares only runs whose validation digests are equal."""
     schema = Schema([ColSpec("double", name) for name in features] + [ColSpec("long", label)])
-    with warnings.catch_warnings():  # MLflow registers its local-file source twice, and warns about it
-        warnings.simplefilter("ignore", UserWarning)
-        source = resolve_dataset_source(split_file)
-    dataset = MetaDataset(source, name="train", digest=digest, schema=schema)
-    mlflow.log_input(dataset, context="training")
+    for name, path, context in (("train", train_file, "training"), ("val", val_file, "validation")):
+        if name == "val" and parquet_rows(path) == 0:
+            continue
+        with warnings.catch_warnings():  # MLflow registers its local-file source twice, and warns about it
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(path)
+        mlflow.log_input(MetaDataset(source, name=name, digest=file_md5(path), schema=schema), context=context)
     raw_hash = dvc_hash(raw_file)
     if raw_hash:
         mlflow.set_tags({"dvc.raw_data": raw_file, "dvc.raw_data_md5": raw_hash})
+
+
+def dataset_digest(run: Run, context: str) -> str | None:
+    """The digest of the run's dataset input logged with `context` ("training", "validation"), if any."""
+    for dataset_input in run.inputs.dataset_inputs if run.inputs else []:
+        if any(tag.key == "mlflow.data.context" and tag.value == context for tag in dataset_input.tags):
+            return dataset_input.dataset.digest
+    return None
+
+
+def file_md5(path: str | Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "md5").hexdigest()
 
 
 def log_metrics(metrics: Mapping[str, float], step: int = 0,

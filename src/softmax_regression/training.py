@@ -14,7 +14,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from softmax_regression.config import TrainParams
-from softmax_regression.dataset import Dataset, parquet_rows, read_dataset
+from softmax_regression.dataset import Dataset, read_dataset
 from softmax_regression.errors import DataError, ParamError
 from softmax_regression.metrics import correct, negative_log_likelihood
 from softmax_regression.model import (
@@ -26,6 +26,7 @@ from softmax_regression.model import (
     standardize,
 )
 from softmax_regression.ranks import ONE, Ranks
+from softmax_regression.tables import parquet_rows
 from softmax_regression.trainers import Fit, fit
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -67,19 +68,24 @@ class progress_bar(tqdm):  # noqa: N801 - used as a function
 
 @dataclass
 class Curves:
-    """Log-loss (mean cross-entropy, no penalty) on train and test rows every train.eval_every iterations."""
+    """Log-loss (mean cross-entropy, no penalty) on train and validation rows every train.eval_every
+    iterations. Never on test rows: they are for the final report alone. Without validation rows,
+    `val_log_loss` stays empty."""
 
     iteration: list[int] = field(default_factory=list)
     train_log_loss: list[float] = field(default_factory=list)
-    test_log_loss: list[float] = field(default_factory=list)
+    val_log_loss: list[float] = field(default_factory=list)
 
-    def add(self, iteration: int, train_log_loss: float, test_log_loss: float) -> None:
+    def add(self, iteration: int, train_log_loss: float, val_log_loss: float | None = None) -> None:
         self.iteration.append(iteration)
         self.train_log_loss.append(train_log_loss)
-        self.test_log_loss.append(test_log_loss)
+        if val_log_loss is not None:
+            self.val_log_loss.append(val_log_loss)
 
-    def rows(self) -> list[tuple[int, float, float]]:
-        return list(zip(self.iteration, self.train_log_loss, self.test_log_loss, strict=True))
+    def rows(self) -> list[tuple[int, float, float | str]]:
+        """(iteration, train, validation) rows; the validation cell is empty when there are no such rows."""
+        val = self.val_log_loss or [""] * len(self.iteration)
+        return list(zip(self.iteration, self.train_log_loss, val, strict=True))
 
 
 @dataclass(frozen=True)
@@ -93,18 +99,18 @@ class Trained:
     seconds: float  # training time, reading the data and starting processes excluded
 
 
-def train_shard(ranks: Ranks, params: TrainParams, train_file: str | Path, test_file: str | Path,
+def train_shard(ranks: Ranks, params: TrainParams, train_file: str | Path, val_file: str | Path,
                 classes_file: str | Path) -> Trained:
-    """One rank's part of training: read its shard of the train and test rows, train, measure.
+    """One rank's part of training: read its shard of the train and validation rows, train, measure.
 
-    What `distributed.launch` runs on every rank; with one rank the shard is every row.
+    What `launch.launch` runs on every rank; with one rank the shard is every row.
     """
-    n, n_test = parquet_rows(train_file), parquet_rows(test_file)
+    n, n_val = parquet_rows(train_file), parquet_rows(val_file)
     data = read_dataset(train_file, classes_file, rows=ranks.shard(n))
-    test = read_dataset(test_file, classes_file, features=data.features, rows=ranks.shard(n_test))
+    val = read_dataset(val_file, classes_file, features=data.features, rows=ranks.shard(n_val)) if n_val else None
     with progress_bar(params.iterations, enabled=ranks.leader) as bar:
         start = time.perf_counter()
-        model, result, curves = train(data, params, test, bar.show, ranks)
+        model, result, curves = train(data, params, val, bar.show, ranks)
         seconds = time.perf_counter() - start
     metrics = train_metrics(model, data, params.l2, ranks)
     metrics |= {"iterations_run": len(result.losses), "converged": int(result.converged)}
@@ -119,15 +125,16 @@ def check_world_size(world_size: int, train_file: str | Path) -> None:
                          f"every rank needs rows of its own")
 
 
-def train(data: Dataset, params: TrainParams, test: Dataset | None = None,
+def train(data: Dataset, params: TrainParams, val: Dataset | None = None,
           progress: Callable[[int, float], None] | None = None, ranks: Ranks = ONE
           ) -> tuple[Model, Fit, Curves]:
     """Fit with params.impl and params.optimizer from the seeded initial weights. On several ranks, `data`
-    and `test` are this rank's shards, and every collective below runs on all of them.
+    and `val` are this rank's shards, and every collective below runs on all of them.
 
     The data moves to the device once, in the training dtype, standardised (with train-set statistics)
-    when params.standardize is set. With a test set and params.eval_every, the log-loss on both is
-    recorded along the way; `progress(iteration, loss)` is told of every iteration.
+    when params.standardize is set. With params.eval_every, the log-loss on the training rows, and on
+    the validation rows `val` when given, is recorded along the way; `progress(iteration, loss)` is told
+    of every iteration.
     """
     device, dtype = device_for(params.device, ranks.local_rank), DTYPES[params.dtype]
     if device.type == "cuda":
@@ -145,9 +152,11 @@ def train(data: Dataset, params: TrainParams, test: Dataset | None = None,
     X, y = X.to(device), data.y.to(device)
     curves = Curves()
     watch = []
-    if test is not None and params.eval_every:
-        Xt, yt = standardize(test.X, mean, scale, dtype).to(device), test.y.to(device)
-        watch = [(X, y, ranks.total(len(y))), (Xt, yt, ranks.total(len(yt)))]
+    if params.eval_every:
+        watch = [(X, y, ranks.total(len(y)))]
+        if val is not None:
+            Xv, yv = standardize(val.X, mean, scale, dtype).to(device), val.y.to(device)
+            watch.append((Xv, yv, ranks.total(len(yv))))
 
     def record(W: Tensor, b: Tensor, t: int) -> None:  # the mean cross-entropy: J without the penalty
         curves.add(t, *(objective_on_ranks(Xw, yw, W, b, 0.0, n, ranks).item() for Xw, yw, n in watch))

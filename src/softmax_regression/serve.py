@@ -1,0 +1,47 @@
+"""Serve the champion: `models:/<tracking.registered_model>@champion` over HTTP, with MLflow's scoring server.
+
+    make serve                                     # = python -m softmax_regression.serve
+    python -m softmax_regression.serve --port 5002
+
+POST a table of named feature columns to /invocations; the answer is each row's class and probabilities:
+
+    curl -s http://127.0.0.1:5001/invocations -H 'Content-Type: application/json' -d '{"dataframe_split":
+      {"columns": ["SepalLengthCm", "SepalWidthCm", "PetalLengthCm", "PetalWidthCm"], "data": [[5.1, 3.5, 1.4, 0.2]]}}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from softmax_regression.cli import run_stage
+from softmax_regression.config import TrackingParams, read_params, section
+from softmax_regression.errors import PipelineError
+from softmax_regression.promote import ALIAS
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m softmax_regression.serve", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1", help="(default: %(default)s)")
+    parser.add_argument("--port", type=int, default=5001, help="(default: %(default)s)")
+    args = parser.parse_args(argv)
+    name = section(read_params(), "tracking", TrackingParams).registered_model
+    from softmax_regression import tracking  # mlflow: seconds
+    from softmax_regression.promote import champion_of
+
+    uri = tracking.connect()  # exported as MLFLOW_TRACKING_URI, for the server to find the model by
+    champion = champion_of(name)
+    if champion is None:
+        raise PipelineError(f"no champion among the registered versions of {name!r} in {uri}: run `make promote` "
+                            f"first")
+    print(f"serve: {name} version {champion.version} (MLflow run {champion.run_id}) at "
+          f"http://{args.host}:{args.port}/invocations", file=sys.stderr, flush=True)
+    command = ["mlflow", "models", "serve", "-m", f"models:/{name}@{ALIAS}", "--env-manager", "local",
+               "--host", args.host, "--port", str(args.port)]
+    os.execvp(command[0], command)  # the server in this process: Ctrl-C and SIGTERM reach it
+
+
+if __name__ == "__main__":
+    run_stage(main)
