@@ -13,7 +13,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: run test ui compare promote serve predict bench stress clean-venv
+.PHONY: run test ui compare promote serve rerun predict bench stress clean-venv
 
 run: $(STAMP)
 	dvc repro
@@ -22,9 +22,9 @@ run: $(STAMP)
 test: $(STAMP)
 	pytest -n auto --dist loadfile
 
-# The MLflow UI on the default store (mlflow.db at the repository root); http://127.0.0.1:5000
+# The MLflow UI on the default store (mlflow.db at the repository root); prints the address of the runs table
 ui: $(STAMP)
-	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+	python -m softmax_regression.ui
 
 # The three implementations on the same params, two at a time, as one table. ARGS='-S train.optimizer=lbfgs'
 compare: $(STAMP)
@@ -39,6 +39,12 @@ promote: $(STAMP)
 PORT ?= 5001
 serve: $(STAMP)
 	python -m softmax_regression.serve --port $(PORT)
+
+# Any MLflow run back in the workspace (its DVC experiment, or its commit and params), re-run and compared
+# bit for bit with its logged weights: make rerun RUN=<MLflow run id>
+rerun: $(STAMP)
+	@test -n "$(RUN)" || { echo "usage: make rerun RUN=<MLflow run id>" >&2; exit 2; }
+	python -m softmax_regression.rerun "$(RUN)"
 
 # The trained model on a new CSV: make predict INPUT=new.csv [OUTPUT=predictions.csv]
 OUTPUT ?= predictions.csv

@@ -53,7 +53,7 @@ def main() -> None:
     val = (f"validation accuracy {metrics['val_accuracy']:.4f}, log-loss {metrics['val_log_loss']:.4f}; "
            if "val_accuracy" in metrics else "no validation rows; ")
     print(f"evaluate: {val}test accuracy {metrics['test_accuracy']:.4f}, log-loss {metrics['test_log_loss']:.4f}; "
-          f"MLflow run {run_id}{again}; see it with `make ui` (http://127.0.0.1:5000)")
+          f"MLflow run {run_id}{again}; see it with `make ui`")
 
 
 if __name__ == "__main__":

@@ -44,8 +44,7 @@ def main() -> None:
     tracking.connect()
     check_world_size(params.world_size, TRAIN)
     example = read_dataset(TRAIN, CLASSES, rows=(0, 5))  # for the model's signature
-    run_name = f"{params.impl}+{params.optimizer} lr={params.lr} l2={params.l2} it={params.iterations}"
-    run_id = tracking.create_run(experiment, run_name, flatten(all_params), {"cpu_kernels": kernel_level()})
+    run_id = tracking.create_run(experiment, flatten(all_params), {"cpu_kernels": kernel_level()})
     with tracking.active_run(run_id):
         tracking.log_training_data(TRAIN, VAL, example.features, example.label, all_params["ingest"]["path"])
         trained = training()

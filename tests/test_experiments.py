@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -42,7 +44,7 @@ def compared(built, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess
 def queued(result: subprocess.CompletedProcess) -> dict[str, str]:
     """{implementation: experiment name} of what `compare` queued."""
     names = re.findall(r"Queued experiment '(\S+)'", result.stderr)
-    return {name.rsplit("-", 1)[1]: name for name in names}
+    return {name.split("-", 1)[0]: name for name in names}
 
 
 def test_compare_prints_one_row_per_implementation(compared):
@@ -76,7 +78,7 @@ def test_two_workers_make_exactly_one_finished_run_per_experiment_that_trains(co
     repo, _ = compared
     runs = runs_of(repo)
     names = sorted(r.data.tags.get("dvc.exp_name", "") for r in runs)
-    assert len(runs) == 3 and names[0] == "" and all(name.startswith("cmp-") for name in names[1:]), names
+    assert len(runs) == 3 and names[0] == "" and all(name.startswith(("autograd-", "nn-")) for name in names[1:]), names
     assert {r.data.params["train.impl"] for r in runs if r.data.tags.get("dvc.exp_name")} == {"autograd", "nn"}
     assert all(r.info.status == "FINISHED" and {"val_log_loss", "test_accuracy"} <= set(r.data.metrics) for r in runs)
     for r in runs:  # queued runs happen in a temporary copy; their artifacts must live under the real root
@@ -222,3 +224,82 @@ def test_pipeline_against_a_real_tracking_server(built, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+CHROMIUM = shutil.which("chromium")
+
+
+def browse(url: str, out: Path, expect: list[str], size: str = "1600,1000", attempts: int = 4) -> str:
+    """What a person sees at `url`: headless Chromium (the Debian package) saves a screenshot to `out` and
+    returns the rendered HTML, once every text in `expect` is in it (the page fills in as its requests
+    return: each look waits longer, up to `attempts` looks); else the last look's HTML."""
+    for attempt in range(1, attempts + 1):
+        flags = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--hide-scrollbars",
+                 f"--window-size={size}", f"--virtual-time-budget={20000 * attempt}"]
+        dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=300,
+                             check=True).stdout
+        if all(text in dom for text in expect) or attempt == attempts:
+            subprocess.run([CHROMIUM, *flags, f"--screenshot={out}", url], capture_output=True, timeout=300,
+                           check=True)
+            out.with_suffix(".html").write_text(dom)
+            return dom
+    raise AssertionError("unreachable")
+
+
+@pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"),
+                    reason="Chromium is not installed (apt-get install -y chromium); CI installs it")
+def test_make_ui_opens_on_the_runs_with_names_that_tell_them_apart(compared, tmp_path):
+    """`make ui` on a store with the three implementations' runs, looked at in a real browser. Screenshots
+    stay in the test's temporary folder."""
+    assert CHROMIUM, "CI must have Chromium (.ci/run installs it)"
+    repo, result = compared
+    runs = runs_of(repo)
+    names = {r.data.params["train.impl"]: r.info.run_name for r in runs}
+    experiments = queued(result)
+    assert names["nn"] == f"{experiments['nn']} train.impl=nn"
+    assert names["autograd"] == f"{experiments['autograd']} train.impl=autograd"
+    commit = run(["git", "rev-parse", "HEAD"], repo).stdout.strip()
+    assert names["manual"] == commit[:7], "the workspace's run: its commit, and no param differs from it"
+    for r in runs:
+        tags = r.data.tags
+        assert tags["mlflow.source.git.commit"] == commit and tags["mlflow.source.type"] == "LOCAL"
+        exp = tags.get("dvc.exp_name")
+        assert tags["mlflow.source.name"] == (f"dvc exp run (experiment {exp})" if exp else "dvc repro")
+        assert tags["mlflow.note.content"].endswith(f"Re-run it: make rerun RUN={r.info.run_id}")
+    kind = client(repo).get_experiment_by_name("softmax-regression").tags["mlflow.experimentKind"]
+    assert kind == "custom_model_development"
+
+    port = free_port()
+    log = tmp_path / "ui.log"
+    with open(log, "w") as err:  # a file, not a pipe: the server's log never blocks it
+        process = subprocess.Popen([sys.executable, "-m", "softmax_regression.ui", "--port", str(port)], cwd=repo,
+                                   env=tool_env(), stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        serve_ready(f"http://127.0.0.1:{port}/health", process, log)
+        first = log.read_text().splitlines()[0]  # the address, printed before the server starts
+        address = first.split(": ", 2)[-1]
+        assert first.startswith("ui: ") and address.startswith(f"http://127.0.0.1:{port}/#/experiments/") \
+            and "workflowType=machine_learning" in address, first
+        table = browse(address, tmp_path / "runs.png", [f">{name}<" for name in names.values()])
+        for name in names.values():
+            assert f">{name}<" in table, f"run {name!r} not on the page; see {tmp_path}"
+        assert "Model training" in table and "val_log_loss" in table and "Detect issues" not in table
+        charts = browse(address + "&compareRunsMode=CHART", tmp_path / "charts.png", ["train_loss", "log_loss/val"],
+                        size="1600,4000")
+        assert "train_loss" in charts and "log_loss/val" in charts, f"no loss charts; see {tmp_path}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def serve_ready(url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"mlflow ui did not start: {log.read_text()[-2000:]}") from None
+            time.sleep(0.5)

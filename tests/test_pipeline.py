@@ -86,7 +86,8 @@ def test_mlflow_run_holds_params_history_metrics_artifacts_and_model(repo):
     run_id = run_id_of(repo)
     found = client.get_run(run_id)
     assert found.info.status == "FINISHED"
-    assert found.info.run_name.startswith("manual+gd ")
+    commit = run(["git", "rev-parse", "HEAD"], repo).stdout.strip()
+    assert found.info.run_name == commit[:7], "outside an experiment: the commit, and no param differs from it"
     params = found.data.params
     assert params["train.impl"] == "manual" and params["train.lr"] == "0.1" and params["train.l2"] == "0.01"
     assert params["ingest.label"] == "Species" and params["split.test_size"] == "0.2"
@@ -134,7 +135,7 @@ def test_exp_run_with_another_implementation_and_optimizer_retrains_only_train_a
     """`nn` with `lbfgs` in one experiment: the implementation and the optimizer are params like any other."""
     first = run_id_of(repo)
     gd = json.loads((repo / "metrics/train.json").read_text())
-    result = run(["dvc", "exp", "run", "-S", "train.impl=nn", "-S", "train.optimizer=lbfgs", "-S", "train.tol=1e-5",
+    result = run(["dvc", "exp", "run", "-S", "train.impl=nn", "-S", "train.optimizer=lbfgs", "-S", "train.tol=1e-05",
                   "-S", "train.iterations=500"], repo, env=tool_env())
     ran = [line for line in result.stdout.splitlines() if line.startswith("Running stage")]
     assert ran == ["Running stage 'train':", "Running stage 'evaluate':"], result.stdout
@@ -149,7 +150,12 @@ def test_exp_run_with_another_implementation_and_optimizer_retrains_only_train_a
     assert found.data.params["train.impl"] == "nn" and found.data.params["train.optimizer"] == "lbfgs"
     assert found.info.status == "FINISHED" and "test_accuracy" in found.data.metrics
     assert found.data.tags.get("dvc.exp_name"), "the DVC experiment name is a tag of the run"
-    assert found.info.run_name == f"{found.data.tags['dvc.exp_name']}: nn+lbfgs lr=0.1 l2=0.01 it=500"
+    commit = run(["git", "rev-parse", "HEAD"], repo).stdout.strip()
+    assert found.info.run_name == (f"{found.data.tags['dvc.exp_name']} train.impl=nn train.optimizer=lbfgs "
+                                   f"train.iterations=500 train.tol=1e-05"), "the params that differ, in file order"
+    assert found.data.tags["mlflow.note.content"] == (
+        f"DVC experiment {found.data.tags['dvc.exp_name']} of commit {commit[:7]} with train.impl=nn "
+        f"train.optimizer=lbfgs train.iterations=500 train.tol=1e-05. Re-run it: make rerun RUN={found.info.run_id}")
 
     shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
     assert "nn" in json.dumps(shown)

@@ -31,7 +31,7 @@ COLUMNS = ("implementation", "final train loss", "train accuracy", "val log-loss
            "MLflow run id")  # validation, not test: runs are compared and chosen on validation rows alone
 
 
-def queue_and_run(name_prefix: str, settings: list[str], jobs: int, timeout: float = 1800) -> list[str]:
+def queue_and_run(stamp: str, settings: list[str], jobs: int, timeout: float = 1800) -> list[str]:
     """Queue one experiment per implementation with the extra `-S` settings, run them; returns the names.
 
     ingest and split, the same for the three, run once here first, so that the experiments find their
@@ -45,7 +45,7 @@ def queue_and_run(name_prefix: str, settings: list[str], jobs: int, timeout: flo
         _dvc(["dvc", "repro", "split"])
     names = []
     for impl in choices(Impl):
-        name = f"{name_prefix}-{impl}"
+        name = f"{impl}-{stamp}"  # the implementation first: MLflow's runs table shows a name's start
         cmd = ["dvc", "exp", "run", "--queue", "-n", name, "-S", f"train.impl={impl}"]
         for setting in settings:
             cmd += ["-S", setting]
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="a params.yaml setting shared by the three experiments, as for dvc exp run -S")
     parser.add_argument("-j", "--jobs", type=int, default=2, help="experiments at once (default: %(default)s)")
     args = parser.parse_args(argv)
-    names = queue_and_run(f"cmp-{time.strftime('%Y%m%d-%H%M%S')}", args.set_param, args.jobs)
+    names = queue_and_run(time.strftime("%m%d-%H%M%S"), args.set_param, args.jobs)
     print(render(table(names)))
 
 

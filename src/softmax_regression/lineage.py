@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -29,6 +31,25 @@ def dvc_hash(path: str, lock_file: str = "dvc.lock") -> str | None:
             if dep.get("path") == path and "md5" in dep:
                 return dep["md5"]
     return None
+
+
+def baseline_params(commit: str | None) -> dict[str, Any] | None:
+    """params.yaml as committed at `commit` (an experiment's baseline), or None when git cannot say."""
+    if not commit:
+        return None
+    try:
+        out = subprocess.run(["git", "show", f"{commit}:params.yaml"], cwd=repo_root(), capture_output=True,
+                             text=True, timeout=10)
+        return yaml.safe_load(out.stdout) if out.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired, yaml.YAMLError):
+        return None
+
+
+def changed_params(params: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The flat params (`train.lr`: 0.1) whose values differ from the flat `baseline`'s, in params order."""
+    if baseline is None:
+        return {}
+    return {key: value for key, value in params.items() if key not in baseline or baseline[key] != value}
 
 
 def git_commit() -> str | None:

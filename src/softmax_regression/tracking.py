@@ -26,13 +26,16 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
+from softmax_regression.config import flatten
 from softmax_regression.errors import TrackingError
+from softmax_regression.lineage import baseline_params, changed_params, dvc_hash, git_commit, repo_root
 from softmax_regression.tables import parquet_rows
-from softmax_regression.lineage import dvc_hash, git_commit, repo_root
 
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
 ERROR_TAG = "error"
 EVALUATED_TAG = "evaluated"
+# MLflow's UI opens an experiment of this kind on its runs table ("Model training"), not on GenAI traces
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def connect() -> str:
@@ -78,10 +81,13 @@ def experiment_id(name: str) -> str:
     with FileLock(root / "mlflow.db.lock"):
         client = MlflowClient()
         experiment = client.get_experiment_by_name(name)
-        if experiment is not None:
-            return experiment.experiment_id
-        artifacts = _artifact_location(tracking_uri())
-        return client.create_experiment(name, artifact_location=artifacts)
+        if experiment is None:
+            return client.create_experiment(name, artifact_location=_artifact_location(tracking_uri()),
+                                            tags=EXPERIMENT_TAGS)
+        for key, value in EXPERIMENT_TAGS.items():  # a store made before these tags
+            if experiment.tags.get(key) != value:
+                client.set_experiment_tag(experiment.experiment_id, key, value)
+        return experiment.experiment_id
 
 
 @contextmanager
@@ -97,18 +103,40 @@ def failing_marks_run(run_id: str) -> Iterator[None]:
         raise
 
 
-def create_run(experiment: str, run_name: str, params: Mapping[str, Any],
-               tags: Mapping[str, str] | None = None) -> str:
-    """Create a run with the params, the provenance tags and `tags`; returns its id."""
-    tags = {"mlflow.source.git.commit": git_commit(), **(tags or {})}
-    if os.environ.get("DVC_EXP_NAME"):
-        tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
-        run_name = f"{os.environ['DVC_EXP_NAME']}: {run_name}"
+def create_run(experiment: str, params: Mapping[str, Any], tags: Mapping[str, str] | None = None,
+               run_name: str | None = None) -> str:
+    """Create a run with the flat params, the provenance tags and `tags`; returns its id.
+
+    What the MLflow UI shows of it: its name, the DVC experiment's (or, outside an experiment, the short
+    commit), then only the params that differ from the baseline's params.yaml, so that runs can be told
+    apart; its Source, what ran it; its description, one line saying what it is and how to re-run it."""
+    commit = git_commit()
+    experiment_name = os.environ.get("DVC_EXP_NAME")
+    changed = changed_params(params, _flat_baseline(commit))
+    label = experiment_name or (commit[:7] if commit else "workspace")
+    settings = " ".join(f"{key}={value}" for key, value in changed.items())
+    run_name = run_name or f"{label} {settings}".strip()
+    how = f"dvc exp run (experiment {experiment_name})" if experiment_name else "dvc repro"
+    tags = {"mlflow.source.git.commit": commit, "mlflow.source.name": how, "mlflow.source.type": "LOCAL",
+            **(tags or {})}
+    if experiment_name:
+        tags["dvc.exp_name"] = experiment_name
     exp_id = experiment_id(experiment)
     run = MlflowClient().create_run(exp_id, run_name=run_name, tags={k: v for k, v in tags.items() if v})
-    with failing_marks_run(run.info.run_id):
-        mlflow.log_params(dict(params), run_id=run.info.run_id)
-    return run.info.run_id
+    run_id = run.info.run_id
+    with failing_marks_run(run_id):
+        what = f"DVC experiment {experiment_name}" if experiment_name else "dvc repro"
+        where = f" of commit {commit[:7]}" if commit else ""
+        diff = f" with {settings}" if settings else " with the baseline's params"
+        MlflowClient().set_tag(run_id, "mlflow.note.content",
+                               f"{what}{where}{diff}. Re-run it: make rerun RUN={run_id}")
+        mlflow.log_params(dict(params), run_id=run_id)
+    return run_id
+
+
+def _flat_baseline(commit: str | None) -> dict[str, Any] | None:
+    baseline = baseline_params(commit)
+    return flatten(baseline) if isinstance(baseline, Mapping) else None
 
 
 @contextmanager
@@ -145,7 +173,7 @@ def evaluation_run(trained: Run, experiment: str) -> str:
     if trained.data.tags.get(EVALUATED_TAG) != "true":
         return trained.info.run_id
     name = f"evaluate again: {trained.info.run_name}"
-    run_id = create_run(experiment, name, trained.data.params)
+    run_id = create_run(experiment, trained.data.params, run_name=name)
     MlflowClient().set_tag(run_id, "trained_by_run", trained.info.run_id)
     return run_id
 

@@ -1,0 +1,51 @@
+"""The MLflow UI on this project's runs: `make ui` (= python -m softmax_regression.ui).
+
+Prints the address that opens the experiment on its runs table, in MLflow's "Model training" view, sorted
+by validation log-loss (best first), then serves the local store there. With MLFLOW_TRACKING_URI set to a
+server, that server already has a UI: the address on it is printed, and nothing is started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from softmax_regression.cli import run_stage
+from softmax_regression.config import TrackingParams, read_params, section
+from softmax_regression.errors import TrackingError
+
+# The runs table in the "Model training" view (without workflowType, MLflow 3.17 opens an experiment on its
+# GenAI overview), best validation log-loss first; compareRunsMode=CHART is the chart view of the same runs.
+RUNS_PAGE = "{base}/#/experiments/{id}/runs?workflowType=machine_learning&orderByKey=metrics.%60val_log_loss%60" \
+            "&orderByAsc=true"
+
+
+def runs_page(base: str, experiment_id: str) -> str:
+    return RUNS_PAGE.format(base=base.rstrip("/"), id=experiment_id)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m softmax_regression.ui", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1", help="(default: %(default)s)")
+    parser.add_argument("--port", type=int, default=5000, help="(default: %(default)s)")
+    args = parser.parse_args(argv)
+    experiment = section(read_params(), "tracking", TrackingParams).experiment
+    from softmax_regression import tracking  # mlflow: seconds
+
+    uri = tracking.connect()
+    server = uri.startswith(("http://", "https://"))
+    if not server and not os.path.exists(uri.removeprefix("sqlite:///")):
+        raise TrackingError(f"no MLflow store at {uri} yet: run the pipeline first (make run)")
+    experiment_id = tracking.experiment_id(experiment)  # also tags an older store's experiment for the view
+    base = uri if server else f"http://{args.host}:{args.port}"
+    print(f"ui: the runs of {experiment!r}: {runs_page(base, experiment_id)}", file=sys.stderr, flush=True)
+    if server:
+        return
+    command = ["mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
+    os.execvp(command[0], command)
+
+
+if __name__ == "__main__":
+    run_stage(main)

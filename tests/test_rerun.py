@@ -1,0 +1,101 @@
+"""`make rerun RUN=<id>`: from an MLflow run back to its code and params, re-run, the same weights bit for
+bit; and one clear line, with nothing changed, for a dirty workspace, a commit this repository lacks and an
+unknown run id. Real git, dvc and mlflow, in a copy of the repository. The tests run in file order."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import copy_built, run
+
+FAKE_COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture(scope="module")
+def repo(built, tmp_path_factory) -> Path:
+    """A copy after `make run`, its first run committed (a clean workspace), then one DVC experiment."""
+    repo = copy_built(built, tmp_path_factory.mktemp("rerun") / "repo")
+    run(["git", "commit", "-qam", "make run"], repo)
+    return repo
+
+
+def client(repo: Path):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+
+
+def make_rerun(repo: Path, run_id: str, check: bool = True):
+    return run([sys.executable, "-m", "softmax_regression.rerun", run_id], repo, check=check, timeout=600)
+
+
+def run_id_of(repo: Path) -> str:
+    return json.loads((repo / "models/mlflow_run.json").read_text())["run_id"]
+
+
+def logged_weights(repo: Path, run_id: str, folder: Path) -> bytes:
+    return Path(client(repo).download_artifacts(run_id, "weights/model.safetensors", str(folder))).read_bytes()
+
+
+def one_line(result) -> str:
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_an_unknown_run_id_is_one_line(repo):
+    line = one_line(make_rerun(repo, "f" * 32, check=False))
+    assert line.startswith(f"error: MLflow run {'f' * 32} is not in sqlite:///{repo / 'mlflow.db'}")
+
+
+def test_a_commit_not_in_the_repository_is_one_line(repo):
+    c = client(repo)
+    experiment = c.get_experiment_by_name("softmax-regression").experiment_id
+    other = c.create_run(experiment, tags={"mlflow.source.git.commit": FAKE_COMMIT}).info.run_id
+    c.set_terminated(other)
+    line = one_line(make_rerun(repo, other, check=False))
+    assert line == (f"error: run {other} was made at commit {FAKE_COMMIT}, which is not in this repository; "
+                    f"fetch it (git fetch origin) and try again")
+
+
+def test_a_dirty_workspace_is_refused_and_nothing_is_lost(repo):
+    first = run_id_of(repo)
+    params = repo / "params.yaml"
+    edited = params.read_text().replace("lr: 0.1 ", "lr: 0.2 ")
+    params.write_text(edited)
+    line = one_line(make_rerun(repo, first, check=False))
+    assert line == ("error: the workspace has uncommitted changes (params.yaml); commit or stash them (git stash) "
+                    "first: nothing was changed")
+    assert params.read_text() == edited
+    run(["git", "checkout", "--", "params.yaml"], repo)
+
+
+def test_a_run_of_a_commit_is_rerun_to_the_same_bits(repo, tmp_path):
+    first = run_id_of(repo)
+    result = make_rerun(repo, first)
+    assert "rerun: the weights are the same, bit for bit" in result.stdout, result.stdout + result.stderr
+    assert f"restored commit {client(repo).get_run(first).data.tags['mlflow.source.git.commit'][:7]}" in result.stderr
+    assert (repo / "models/model.safetensors").read_bytes() == logged_weights(repo, first, tmp_path)
+    assert run_id_of(repo) != first, "the re-run is a run of its own"
+    digest = hashlib.sha256((repo / "models/model.safetensors").read_bytes()).hexdigest()
+    assert f"sha256 {digest}" in result.stdout
+
+
+def test_a_run_of_an_experiment_is_rerun_from_it_to_the_same_bits(repo, tmp_path):
+    run(["git", "checkout", "--", "."], repo)  # the re-run above rewrote dvc.lock's run id
+    run(["dvc", "exp", "run", "-n", "small-l2", "-S", "train.l2=0.001"], repo)
+    exp_run = run_id_of(repo)
+    assert client(repo).get_run(exp_run).data.tags["dvc.exp_name"] == "small-l2"
+    run(["git", "checkout", "--", "."], repo)  # back to the committed params: rerun must restore them
+    assert "l2: 0.01 " in (repo / "params.yaml").read_text()
+    result = make_rerun(repo, exp_run)
+    assert "restored DVC experiment small-l2" in result.stderr
+    assert "rerun: the weights are the same, bit for bit" in result.stdout, result.stdout + result.stderr
+    assert "l2: 0.001 " in (repo / "params.yaml").read_text()
+    assert (repo / "models/model.safetensors").read_bytes() == logged_weights(repo, exp_run, tmp_path)
