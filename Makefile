@@ -13,10 +13,13 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: run test ui compare promote serve rerun predict bench stress clean-venv
+.PHONY: run setup test ui compare promote serve rerun predict bench stress clean-venv
 
 run: $(STAMP)
 	dvc repro
+
+# The environment alone (.venv), e.g. before `dvc pull` in a teammate's clone
+setup: $(STAMP)
 
 # On every core, a test module to a worker (its fixtures are built once); the slowest ten are listed at the end
 test: $(STAMP)

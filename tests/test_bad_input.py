@@ -73,8 +73,8 @@ CASES = [
     ("bad missing policy", csv("a,Species", "1,x"), {"ingest.missing": "ignore"}, "ingest",
      r"ingest\.missing must be one of \['drop', 'error'\], got 'ignore'"),
     ("class too small to split", csv("a,Species", "1,x", "2,x", "3,x", "4,y", "5,y"), {}, "split",
-     r"class 'y' has 2 rows; the stratified split needs at least 3 per class \(one each for train, validation "
-     r"and test\)"),
+     (r"class 'y' has 2 rows; the stratified split needs at least 3 per class \(one each for train, validation "
+      r"and test\)")),
     ("test_size of 1", csv("a,Species", "1,x", "2,y"), {"split.test_size": 1}, "split",
      r"split\.test_size must be a fraction in \(0, 1\), got 1\.0"),
     ("test_size of 0", csv("a,Species", "1,x", "2,y"), {"split.test_size": 0}, "split",

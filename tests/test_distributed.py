@@ -24,14 +24,13 @@ import torch
 import yaml
 
 from softmax_regression.config import TrainParams, read_params, section
-from softmax_regression.tables import parquet_rows
 from softmax_regression.errors import DataError, ParamError, PipelineError
 from softmax_regression.files import write_json
 from softmax_regression.launch import launch, torchrun_rank
 from softmax_regression.ranks import Ranks
 from softmax_regression.raw import read_raw
 from softmax_regression.splitting import encode_labels, stratified_split
-from softmax_regression.tables import write_parquet
+from softmax_regression.tables import parquet_rows, write_parquet
 from softmax_regression.trainers import IMPLEMENTATIONS
 from softmax_regression.training import train_shard
 

@@ -92,8 +92,8 @@ def test_serve_without_a_champion_fails_with_one_line(repo):
     result = run([sys.executable, "-m", "softmax_regression.serve", "--port", str(free_port())], repo, check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
-        f"error: no champion among the registered versions of {NAME!r} in sqlite:///{repo / 'mlflow.db'}: run "
-        f"`make promote` first"]
+        (f"error: no champion among the registered versions of {NAME!r} in sqlite:///{repo / 'mlflow.db'}: run "
+         f"`make promote` first")]
 
 
 def test_the_first_promote_registers_the_run_with_its_lineage(repo):
@@ -196,6 +196,6 @@ def test_no_validation_rows_run_through_and_promote_refuses_in_one_line(repo):
     result = make_promote(repo, check=False)
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.strip().splitlines() == [
-        "error: split.val_size is 0: there are no validation rows to choose a run on; set split.val_size (0.2 is "
-        "the default) and run `dvc repro`"]
+        ("error: split.val_size is 0: there are no validation rows to choose a run on; set split.val_size (0.2 is "
+         "the default) and run `dvc repro`")]
     assert str(champion(repo).version) == str(before)

@@ -37,7 +37,7 @@ class RerunRefused(PipelineError):
 
 
 def git(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(["git", *args], cwd=repo_root(), capture_output=True, text=True)
+    result = subprocess.run(["git", *args], cwd=repo_root(), capture_output=True, text=True, check=False)
     if check and result.returncode != 0:
         raise PipelineError(f"`git {' '.join(args)}` failed: {(result.stderr.strip() or '(no output)').splitlines()[-1]}")
     return result
@@ -45,7 +45,7 @@ def git(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 def dvc(*args: str) -> None:
     """A DVC command whose output the user sees as it goes."""
-    if subprocess.run(["dvc", *args], cwd=repo_root()).returncode != 0:
+    if subprocess.run(["dvc", *args], cwd=repo_root(), check=False).returncode != 0:
         raise PipelineError(f"`dvc {' '.join(args)}` failed (its message is above)")
 
 
