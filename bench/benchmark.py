@@ -234,9 +234,17 @@ def warm_up() -> None:
             fit(X, y, W0, b0, TrainParams(impl=impl, optimizer=optimizer, iterations=3, lr=0.1, l2=L2, seed=0))
 
 
-def stage_memory(rows: int) -> dict:
-    """Peak RSS of ingest, split and train on a synthetic CSV of `rows` × 100 features, in a copy of the
-    repository, against the size of the feature matrix in float64 (one "copy")."""
+# The commit whose ingest read the whole CSV at once (pyarrow's multi-threaded reader, then pandas): the
+# throughput the streaming ingest is compared with, side by side.
+IN_MEMORY_INGEST = "cd6023e"
+
+
+def stage_memory(rows: int, stages: tuple[str, ...] = ("ingest", "split", "train"),
+                 compare_ingest: bool = False) -> dict:
+    """Peak RSS and wall time of `stages` on a synthetic CSV of `rows` × 100 features, in a clone of the
+    repository, against the size of the feature matrix in float64 (one "copy"); ingest's throughput in MB
+    of CSV per second, and with `compare_ingest` that of the in-memory ingest (IN_MEMORY_INGEST) on the
+    same file, run right after it."""
     import pyarrow as pa
     import pyarrow.csv as pv
     import yaml
@@ -250,10 +258,12 @@ def stage_memory(rows: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         clone = Path(tmp) / "clone"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
-        table = pa.table({**{f"x{j}": X[:, j].numpy() for j in range(FEATURES)},
-                          "label": pa.array([f"c{v}" for v in y.tolist()])})
         start = time.perf_counter()
-        pv.write_csv(table, clone / "data" / "big.csv")
+        for lo in range(0, rows, 500_000):  # in slices: the table as text would be a few copies at once
+            table = pa.table({**{f"x{j}": X[lo:lo + 500_000, j].numpy() for j in range(FEATURES)},
+                              "label": pa.array([f"c{v}" for v in y[lo:lo + 500_000].tolist()])})
+            with open(clone / "data" / "big.csv", "ab") as f:
+                pv.write_csv(table, f, pv.WriteOptions(include_header=lo == 0))
         out["csv_mb"] = (clone / "data" / "big.csv").stat().st_size / 2**20
         out["csv_write_s"] = time.perf_counter() - start
         del X, y, table
@@ -261,18 +271,50 @@ def stage_memory(rows: int) -> dict:
         params["ingest"].update(path="data/big.csv", label="label", drop=[])
         params["train"].update(optimizer="lbfgs", iterations=30, eval_every=0)
         (clone / "params.yaml").write_text(yaml.safe_dump(params))
-        for stage in ("ingest", "split", "train"):
+        runs = [(stage, clone) for stage in stages]
+        if compare_ingest:
+            old = Path(tmp) / "in-memory"
+            subprocess.run(["git", "clone", "-q", str(ROOT), str(old)], check=True)
+            subprocess.run(["git", "checkout", "-q", IN_MEMORY_INGEST], cwd=old, check=True)
+            (old / "params.yaml").write_text(yaml.safe_dump(params))
+            (old / "data" / "big.csv").symlink_to(clone / "data" / "big.csv")
+            runs.insert(1, ("ingest (in memory)", old))
+        for stage, where in runs:
             measure = ("import resource, subprocess, sys; subprocess.run([sys.executable, sys.argv[1]], check=True); "
                        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
             start = time.perf_counter()
-            result = subprocess.run([sys.executable, "-c", measure, f"stages/{stage}.py"], cwd=clone, env=env,
-                                    capture_output=True, text=True, check=True)
+            result = subprocess.run([sys.executable, "-c", measure, f"stages/{stage.split()[0]}.py"], cwd=where,
+                                    env=env, capture_output=True, text=True, check=True)
             peak_mb = int(result.stdout.strip().splitlines()[-1]) / 1024
-            out[stage] = {"seconds": time.perf_counter() - start, "peak_rss_mb": peak_mb,
-                          "copies_of_matrix": peak_mb / matrix_mb}
-            print(f"stage {stage}: {out[stage]['seconds']:.1f} s, peak RSS {peak_mb:.0f} MB = "
-                  f"{peak_mb / matrix_mb:.2f} × the float64 feature matrix", flush=True)
+            seconds = time.perf_counter() - start
+            out[stage] = {"seconds": seconds, "peak_rss_mb": peak_mb, "copies_of_matrix": peak_mb / matrix_mb}
+            if stage.startswith("ingest"):
+                out[stage]["csv_mb_per_s"] = out["csv_mb"] / seconds
+            print(f"{rows:,} rows, stage {stage}: {seconds:.1f} s, peak RSS {peak_mb:.0f} MB = "
+                  f"{peak_mb / matrix_mb:.2f} × the float64 feature matrix"
+                  + (f", {out['csv_mb'] / seconds:.0f} MB/s of CSV" if stage.startswith("ingest") else ""),
+                  flush=True)
     return out
+
+
+def streaming(sizes: list[int]) -> list[dict]:
+    """ingest and split at each size (and train, and the in-memory ingest, at the first), then the table."""
+    results = [stage_memory(rows, ("ingest", "split", "train") if i == 0 else ("ingest", "split"),
+                            compare_ingest=i == 0) for i, rows in enumerate(sizes)]
+    streaming_table(results)
+    return results
+
+
+def streaming_table(results: list[dict]) -> None:
+    print("\n| CSV rows × 100 | CSV (MB) | stage | wall (s) | MB/s of CSV | peak RSS (MB) |")
+    print("| ---: | ---: | --- | ---: | ---: | ---: |")
+    for r in results:
+        for stage in ("ingest", "ingest (in memory)", "split", "train"):
+            if stage in r:
+                m = r[stage]
+                speed = f"{m['csv_mb_per_s']:.0f}" if "csv_mb_per_s" in m else ""
+                print(f"| {r['rows']:,} | {r['csv_mb']:.0f} | {stage} | {m['seconds']:.1f} | {speed} | "
+                      f"{m['peak_rss_mb']:.0f} |")
 
 
 def data_parallel(rows: int, iterations: int) -> dict:
@@ -328,12 +370,20 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results.json")
     parser.add_argument("--skip-dvc", action="store_true", help="skip the dvc repro timing on Iris")
     parser.add_argument("--dvc-only", action="store_true", help="only the dvc repro timing on Iris")
-    parser.add_argument("--stage-rows", type=int, default=1_000_000,
-                        help="rows of the CSV for the stages' peak memory (0: skip)")
+    parser.add_argument("--stage-rows", type=int, nargs="+", default=[1_000_000, 4_000_000],
+                        help="rows of the CSVs for the stages' peak memory (0: skip); train on the first only")
+    parser.add_argument("--streaming-only", action="store_true",
+                        help="only the stages' memory and ingest throughput (--stage-rows)")
     parser.add_argument("--parallel-rows", type=int, default=1_000_000,
                         help="training rows for 1 rank against 2 (0: skip)")
     parser.add_argument("--parallel-iterations", type=int, default=20)
     args = parser.parse_args()
+    if args.streaming_only:  # that part of the report anew, the rest as the last full run left it
+        report = json.loads(args.json.read_text()) if args.json.exists() else {}
+        report["stage_memory"] = streaming(args.stage_rows)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nwritten to {args.json}")
+        return
     if args.dvc_only:  # that part of the report anew, the rest as the last full run left it
         report = json.loads(args.json.read_text()) if args.json.exists() else {}
         report["iris_dvc_repro"] = dvc_repro_timing()
@@ -365,8 +415,8 @@ def main() -> None:
         report["iris_dvc_repro"] = dvc_repro_timing()
     if args.parallel_rows:
         report["data_parallel"] = data_parallel(args.parallel_rows, args.parallel_iterations)
-    if args.stage_rows:
-        report["stage_memory"] = stage_memory(args.stage_rows)
+    if args.stage_rows and args.stage_rows[0]:
+        report["stage_memory"] = streaming(args.stage_rows)
     print()
     summary_keys = ("ratios", "iris_dvc_repro", "stage_memory")
     print(json.dumps({key: report[key] for key in summary_keys if key in report}, indent=2))

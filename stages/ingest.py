@@ -1,20 +1,18 @@
-"""ingest: read the raw CSV named in params.yaml, validate it, write a typed Parquet table."""
+"""ingest: stream the raw CSV named in params.yaml into a typed Parquet table, validating it on the way."""
 
 from softmax_regression.cli import run_stage
 from softmax_regression.config import IngestParams, read_params, section
-from softmax_regression.raw import read_raw
-from softmax_regression.tables import write_parquet
+from softmax_regression.raw import ingest_csv
 
 OUTPUT = "data/interim/dataset.parquet"
 
 
 def main() -> None:
     params = section(read_params(), "ingest", IngestParams)
-    table = read_raw(params.path, params.label, params.drop, params.delimiter, params.missing)
-    write_parquet(table, OUTPUT)
-    dropped = table.attrs["dropped_rows"]
-    print(f"ingest: {len(table)} rows, {table.shape[1] - 1} features, {table[params.label].nunique()} "
-          f"classes -> {OUTPUT}" + (f" ({dropped} rows with missing values dropped)" if dropped else ""))
+    found = ingest_csv(params.path, OUTPUT, params.label, params.drop, params.delimiter, params.missing)
+    dropped = f" ({found.dropped_rows} rows with missing values dropped)" if found.dropped_rows else ""
+    print(f"ingest: {found.rows} rows, {len(found.features)} features, {len(found.classes)} classes -> "
+          f"{OUTPUT}{dropped}")
 
 
 if __name__ == "__main__":

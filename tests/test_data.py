@@ -7,11 +7,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from softmax_regression import tables
+from softmax_regression import raw, tables
 from softmax_regression.dataset import read_matrix
 from softmax_regression.errors import DataError
-from softmax_regression.raw import read_features, read_raw
-from softmax_regression.splitting import encode_labels, stratified_split
+from softmax_regression.raw import ingest_csv, read_features, read_raw
+from softmax_regression.splitting import encode_labels, split_parquet, stratified_split
 from softmax_regression.tables import write_parquet
 
 from conftest import IRIS
@@ -130,3 +130,82 @@ def test_read_matrix_reads_any_rows_across_row_groups(tmp_path, monkeypatch, row
     np.testing.assert_array_equal(X, table[["c", "a"]].to_numpy(dtype=float)[start:stop])
     with pytest.raises(DataError, match=r"t\.parquet: column 'z' is missing; columns are: b, label, a, c"):
         read_matrix(tmp_path / "t.parquet", "label", ["a", "z"], rows)
+
+
+# Streaming: ingest reads a block of text at a time, split a row group at a time.
+
+def many_rows(n: int = 300, bad: dict[int, str] | None = None) -> str:
+    """A CSV of n data rows, `a,b,y`, with the cells of `bad` ({row: text}) in column b."""
+    lines = ["a,b,y"] + [f"{i},{(bad or {}).get(i, i % 7)},{'cat' if i % 3 else 'dog'}" for i in range(n)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    monkeypatch.setattr(raw, "BLOCK_BYTES", 256)  # ~25 rows a block: a 300-row file is a dozen blocks
+
+
+def test_a_bad_value_in_the_last_block_is_named_at_its_line_in_the_file(tmp_path, small_blocks):
+    path = write(tmp_path, many_rows(bad={297: "oops"}))
+    with pytest.raises(DataError, match=r"column 'b' has a non-numeric value 'oops' at line 299 "):
+        read_raw(path, "y")
+
+
+def test_missing_and_infinite_values_across_blocks_are_listed_and_counted_from_the_top(tmp_path, small_blocks):
+    gaps = {3: "", 40: "", 41: "", 120: "", 200: "", 250: "", 299: ""}
+    with pytest.raises(DataError, match=r"column 'b' has missing values at line 5, 42, 43, 122, 202 and 2 more; "
+                                        r"to drop such rows"):
+        read_raw(write(tmp_path, many_rows(bad=gaps)), "y")
+    dropped = read_raw(write(tmp_path, many_rows(bad=gaps)), "y", missing="drop")
+    assert dropped.attrs["dropped_rows"] == 7 and len(dropped) == 293
+    assert dropped["a"].tolist() == [i for i in range(300) if i not in gaps], "every other row, in order"
+    with pytest.raises(DataError, match=r"column 'b' has infinite values at line 102, 282$"):
+        read_raw(write(tmp_path, many_rows(bad={100: "inf", 280: "-inf"})), "y")
+
+
+def test_blocks_give_the_table_one_read_gives(tmp_path, monkeypatch):
+    path = write(tmp_path, many_rows())
+    whole = read_raw(path, "y")
+    monkeypatch.setattr(raw, "BLOCK_BYTES", 256)
+    pd.testing.assert_frame_equal(read_raw(path, "y"), whole)
+    found = ingest_csv(path, tmp_path / "out.parquet", "y")
+    assert (found.rows, found.features, found.classes) == (300, ["a", "b"], {"cat": 200, "dog": 100})
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out.parquet"), whole)
+
+
+def test_a_failure_halfway_leaves_no_output(tmp_path, small_blocks):
+    out = tmp_path / "dataset.parquet"
+    with pytest.raises(DataError, match=r"at line 299 "):
+        ingest_csv(write(tmp_path, many_rows(bad={297: "oops"})), out, "y")
+    assert list(tmp_path.iterdir()) == [tmp_path / "data.csv"], "no output, no temporary file"
+    out.write_bytes(b"the last good one")
+    with pytest.raises(DataError, match=r"missing values at line 301"):
+        ingest_csv(write(tmp_path, many_rows(bad={299: ""})), out, "y")
+    assert out.read_bytes() == b"the last good one"
+
+
+def test_the_streamed_split_has_exact_counts_and_is_the_same_for_the_same_seed(tmp_path, monkeypatch):
+    monkeypatch.setattr(tables, "ROW_GROUP", 64)  # 1000 rows in 16 row groups
+    rng = np.random.default_rng(0)
+    labels = rng.choice(["a", "b", "c", "d"], size=1000, p=[0.5, 0.3, 0.15, 0.05])
+    table = pd.DataFrame({"x": np.arange(1000.0), "z": rng.normal(size=1000), "kind": labels})
+    write_parquet(table, tmp_path / "in.parquet")
+    outs = [tmp_path / f"{name}.parquet" for name in ("train", "val", "test")]
+    classes, sizes = split_parquet(tmp_path / "in.parquet", "kind", 0.2, 0.1, 7, tuple(outs))
+    y, _ = encode_labels(table["kind"])
+    expected = stratified_split(y, classes, 0.2, 7, 0.1)  # the in-memory split, checked above
+    assert classes == ["a", "b", "c", "d"] and sizes == [len(rows) for rows in expected]
+    for out, rows in zip(outs, expected, strict=True):
+        got = pd.read_parquet(out)
+        assert got["x"].tolist() == rows.tolist(), f"{out.name}: the rows, in file order"
+        assert got["kind"].tolist() == y[rows].tolist() and got["kind"].dtype == np.int64
+        counts = np.bincount(y[rows], minlength=4)
+        n = np.bincount(y, minlength=4)
+        share = {"train.parquet": None, "val.parquet": 0.1, "test.parquet": 0.2}[out.name]
+        if share:
+            assert counts.tolist() == [max(round(share * c), 1) for c in n], "exact counts per class"
+    first = [out.read_bytes() for out in outs]
+    split_parquet(tmp_path / "in.parquet", "kind", 0.2, 0.1, 7, tuple(outs))
+    assert [out.read_bytes() for out in outs] == first, "the same seed, the same bytes"
+    split_parquet(tmp_path / "in.parquet", "kind", 0.2, 0.1, 8, tuple(outs))
+    assert pd.read_parquet(outs[2])["x"].tolist() != expected[2].tolist(), "another seed, another split"

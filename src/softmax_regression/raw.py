@@ -1,11 +1,14 @@
 """Reading and validating a raw CSV: numeric features by name, a label column, one clear error per problem.
 
-pandas and pyarrow only, no torch: ingest and predict start in a fraction of a second.
+Read as a stream of blocks, so that ingest's memory does not grow with the file. pandas and pyarrow only,
+no torch: ingest and predict start in a fraction of a second.
 """
 
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,49 +22,104 @@ OTHER_DELIMITERS = {";": "';'", "\t": "a tab", "|": "'|'"}
 MAX_ROWS_LISTED = 5
 
 
+BLOCK_BYTES = 1 << 25  # CSV text parsed at a time (32 MiB): ingest's memory does not grow with the file
+
+
+@dataclass
+class Ingested:
+    """What streaming a CSV into Parquet found."""
+
+    rows: int  # kept
+    features: list[str]
+    classes: dict[str, int]  # rows per class
+    dropped_rows: int  # with a missing value, under missing="drop"
+
+
+def ingest_csv(path: str | Path, out: str | Path, label: str, drop: tuple[str, ...] = (), delimiter: str = ",",
+               missing: str = "error") -> Ingested:
+    """Stream the CSV into a Parquet table, block by block: numeric float64 feature columns followed by the
+    label column (strings). The table goes to a temporary file renamed at the end, so any problem, even in
+    the last block, leaves no output. The problems are those of `raw_blocks`."""
+    import pyarrow.parquet as pq
+
+    from softmax_regression.files import atomic_path
+    from softmax_regression.tables import ROW_GROUP
+
+    summary = Ingested(0, [], {}, 0)
+    with atomic_path(out) as tmp:
+        writer = None
+        try:
+            for block in raw_blocks(path, label, drop, delimiter, missing, summary):
+                table = pa.Table.from_pandas(block, preserve_index=False)
+                writer = writer or pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table, row_group_size=ROW_GROUP)
+        finally:
+            if writer is not None:
+                writer.close()
+    return summary
+
+
 def read_raw(path: str | Path, label: str, drop: tuple[str, ...] = (), delimiter: str = ",",
              missing: str = "error") -> pd.DataFrame:
-    """Read a CSV into numeric float64 feature columns followed by the label column (as strings).
+    """The whole CSV in memory, as `ingest_csv` writes it; `attrs["dropped_rows"]` counts the rows dropped."""
+    summary = Ingested(0, [], {}, 0)
+    table = pd.concat(list(raw_blocks(path, label, drop, delimiter, missing, summary)), ignore_index=True)
+    table.attrs["dropped_rows"] = summary.dropped_rows
+    return table
 
-    Every problem is a DataError naming the file, the column and the line (1 is the header). Rows with
-    a missing value are an error, or with missing="drop" are dropped: `attrs["dropped_rows"]` counts them.
+
+def raw_blocks(path: str | Path, label: str, drop: tuple[str, ...], delimiter: str, missing: str,
+               summary: Ingested) -> Iterator[pd.DataFrame]:
+    """The CSV's rows, checked and cleaned, a block of BLOCK_BYTES of text at a time; `summary` is filled in.
+
+    Every problem is a DataError naming the file, the column and the line (1 is the header), counted from
+    the top of the file. A non-numeric value stops the reading where it is found; infinite and missing
+    values are gathered over the whole file (their message lists the first lines and counts the rest), as
+    are the checks that need every row (no rows, too few classes), and raised after the last block, before
+    it is yielded. Rows with a missing value are an error, or with missing="drop" are dropped and counted.
     """
     path = Path(path)
-    header = _read_header(path, delimiter)
+    raw = _read_header(path, delimiter, strip=False)
+    header = [name.strip() for name in raw]
     _check_columns(path, header, label, drop, delimiter)
-    try:  # pyarrow's reader is multi-threaded, several times faster than pandas' own on large files
-        df = pv.read_csv(path, parse_options=pv.ParseOptions(delimiter=delimiter),
-                         convert_options=pv.ConvertOptions(column_types={label: pa.string()},
-                                                           strings_can_be_null=True)).to_pandas()
-    except pa.ArrowInvalid as e:
-        if "UTF8" in str(e):
-            raise DataError(f"{path}: not a UTF-8 text file") from None
-        raise DataError(f"{path}: not a well-formed CSV: {_one_line(e)}") from None
-    if df.empty:
-        raise DataError(f"{path}: the header has no data rows below it")
-
-    df = df.drop(columns=list(drop))
-    features = [c for c in df.columns if c != label]
+    features = [c for c in header if c != label and c not in drop]
+    as_read = {name: original for name, original in zip(header, raw, strict=True)}
     if not features:
         raise DataError(f"{path}: no feature columns left besides the label {label!r} (check ingest.drop)")
-    clean = pd.DataFrame({c: _numeric_column(path, df.pop(c)) for c in features})  # pop: one copy at a time
-    clean[label] = df[label].astype("str").str.strip().where(df[label].notna())
-    del df
-    incomplete = clean.isna().any(axis=1).to_numpy()
-    if missing == "error":
-        for column in clean.columns:
-            what = "missing labels" if column == label else "missing values"
-            _check_present(path, column, clean[column].isna().to_numpy(), what,
-                           hint="; to drop such rows, set ingest.missing: drop")
-    if incomplete.any():  # a filtered copy only when there is something to drop
-        clean = clean[~incomplete].reset_index(drop=True)
-    clean.attrs["dropped_rows"] = int(incomplete.sum())
-    if clean.empty:
+    summary.features = features
+    found = _Problems(path)
+    seen = 0  # data rows read so far: the block's first row is line seen + 2
+    types = {**{as_read[c]: pa.float64() for c in features}, as_read[label]: pa.string()}
+    for batch in _batches(path, delimiter, types):
+        block = batch.to_pandas().set_axis([*features, label], axis=1)
+        rows = np.arange(seen, seen + len(block))
+        clean = pd.DataFrame({c: block.pop(c) for c in features})  # pop: one copy at a time
+        clean[label] = block[label].astype("str").str.strip().where(block[label].notna())
+        del block
+        for column in features:
+            found.add(column, "infinite values", rows[np.isinf(clean[column].to_numpy())])
+        absent = clean.isna()
+        if missing == "error":
+            for column in clean.columns:
+                found.add(column, "missing labels" if column == label else "missing values",
+                          rows[absent[column].to_numpy()])
+        incomplete = absent.any(axis=1).to_numpy()
+        if incomplete.any():  # a filtered copy only when there is something to drop
+            clean = clean[~incomplete].reset_index(drop=True)
+        seen += len(rows)
+        summary.dropped_rows += int(incomplete.sum())
+        summary.rows += len(clean)
+        for name, count in clean[label].value_counts().items():
+            summary.classes[name] = summary.classes.get(name, 0) + int(count)
+        if not found.any() and len(clean):  # once an error is certain, reading goes on only to count it
+            yield clean
+    found.raise_first([*features, label])
+    if seen == 0:
+        raise DataError(f"{path}: the header has no data rows below it")
+    if summary.rows == 0:
         raise DataError(f"{path}: every row has a missing value; nothing is left to train on")
-    n_classes = clean[label].nunique()
-    if n_classes < 2:
-        raise DataError(f"{path}: label column {label!r} has {n_classes} class; at least 2 are needed")
-    return clean
+    if len(summary.classes) < 2:
+        raise DataError(f"{path}: label column {label!r} has {len(summary.classes)} class; at least 2 are needed")
 
 
 def read_features(path: str | Path, features: list[str], delimiter: str = ",") -> pd.DataFrame:
@@ -85,7 +143,79 @@ def read_features(path: str | Path, features: list[str], delimiter: str = ",") -
     return pd.DataFrame(columns)
 
 
-def _read_header(path: Path, delimiter: str, param: str = "set ingest.path in params.yaml") -> list[str]:
+def _batches(path: Path, delimiter: str, types: dict[str, pa.DataType]) -> Iterator[pa.RecordBatch]:
+    """The CSV's columns `types` (others are skipped unparsed), a block at a time. A value the type cannot
+    hold is looked for again, as text, to name its line."""
+    reader = _open(path, delimiter, types)
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        except pa.ArrowInvalid as e:
+            if "conversion error" in str(e):
+                _raise_non_numeric(path, delimiter, [c for c, t in types.items() if t == pa.float64()])
+            raise DataError(f"{path}: not a well-formed CSV: {_one_line(e)}") from None
+        yield batch
+
+
+def _open(path: Path, delimiter: str, types: dict[str, pa.DataType]) -> pv.CSVStreamingReader:
+    try:
+        return pv.open_csv(path, read_options=pv.ReadOptions(block_size=BLOCK_BYTES),
+                           parse_options=pv.ParseOptions(delimiter=delimiter),
+                           convert_options=pv.ConvertOptions(column_types=types, include_columns=list(types),
+                                                             strings_can_be_null=True))
+    except pa.ArrowInvalid as e:  # the first block is read on opening
+        if "UTF8" in str(e):
+            raise DataError(f"{path}: not a UTF-8 text file") from None
+        if "conversion error" in str(e):
+            _raise_non_numeric(path, delimiter, [c for c, t in types.items() if t == pa.float64()])
+        raise DataError(f"{path}: not a well-formed CSV: {_one_line(e)}") from None
+
+
+def _raise_non_numeric(path: Path, delimiter: str, features: list[str]) -> None:
+    """Find the first value of `features` that is not a number, reading them as text, and name its line."""
+    seen = 0
+    for batch in _batches(path, delimiter, dict.fromkeys(features, pa.string())):
+        block = batch.to_pandas()
+        for column in features:
+            _numbers(path, block[column], first_line=seen + 2)
+        seen += len(block)
+    raise DataError(f"{path}: a value that is not a number, in a feature column")  # pragma: no cover
+
+
+class _Problems:
+    """Infinite and missing values found so far, per column and kind: the first lines, and how many."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lines: dict[tuple[str, str], list[int]] = {}
+        self.counts: dict[tuple[str, str], int] = {}
+
+    def add(self, column: str, what: str, rows: np.ndarray) -> None:
+        if len(rows):
+            first = self.lines.setdefault((column, what), [])
+            first += [_line(r) for r in rows[:MAX_ROWS_LISTED - len(first)]]
+            self.counts[column, what] = self.counts.get((column, what), 0) + len(rows)
+
+    def any(self) -> bool:
+        return bool(self.counts)
+
+    def raise_first(self, columns: list[str]) -> None:
+        """Infinite values first, then missing ones, each in column order; with missing ones the hint."""
+        for kind in ("infinite values", "missing"):
+            for column in columns:
+                for (name, what), count in self.counts.items():
+                    if name == column and what.startswith(kind):
+                        lines = ", ".join(str(line) for line in self.lines[name, what])
+                        more = f" and {count - MAX_ROWS_LISTED} more" if count > MAX_ROWS_LISTED else ""
+                        hint = "; to drop such rows, set ingest.missing: drop" if kind == "missing" else ""
+                        raise DataError(f"{self.path}: column {name!r} has {what} at line {lines}{more}{hint}")
+
+
+def _read_header(path: Path, delimiter: str, param: str = "set ingest.path in params.yaml", strip: bool = True
+                 ) -> list[str]:
+    """The header's column names, stripped of spaces unless `strip` is false (the names the CSV reader sees)."""
     if not path.exists():
         raise DataError(f"{path}: file not found ({param})")
     if not path.is_file():
@@ -97,7 +227,7 @@ def _read_header(path: Path, delimiter: str, param: str = "set ingest.path in pa
         raise DataError(f"{path}: not a UTF-8 text file (is it a CSV?)") from None
     if not header:
         raise DataError(f"{path}: the file is empty; expected a header line and data rows")
-    return [name.strip() for name in header]
+    return [name.strip() for name in header] if strip else header
 
 
 def _check_columns(path: Path, header: list[str], label: str, drop: tuple[str, ...], delimiter: str) -> None:
@@ -121,14 +251,22 @@ def _check_columns(path: Path, header: list[str], label: str, drop: tuple[str, .
 
 
 def _numeric_column(path: Path, column: pd.Series) -> pd.Series:
+    """The column as float64: a value that is not a number, or an infinite one, is a DataError naming its line."""
+    values = _numbers(path, column)
+    _check_present(path, column.name, np.isinf(values.to_numpy()), "infinite values")
+    return values
+
+
+def _numbers(path: Path, column: pd.Series, first_line: int = 2) -> pd.Series:
+    """The column as float64; a value that is not a number is a DataError naming its line (the column's
+    first value being on `first_line`)."""
     values = pd.to_numeric(column, errors="coerce").astype("float64")
     bad = values.isna() & column.notna()
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise DataError(f"{path}: column {column.name!r} has a non-numeric value {column.iloc[row]!r} at "
-                        f"line {_line(row)} (every column but the label is a feature; drop others with "
+                        f"line {first_line + row} (every column but the label is a feature; drop others with "
                         f"ingest.drop)")
-    _check_present(path, column.name, np.isinf(values.to_numpy()), "infinite values")
     return values
 
 

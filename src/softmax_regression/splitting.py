@@ -1,7 +1,9 @@
-"""Label encoding and the stratified, seeded split into train, validation and test rows. numpy and pandas
-only."""
+"""Label encoding and the stratified, seeded split into train, validation and test rows, streamed from one
+Parquet table to three. numpy, pandas and pyarrow only."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -41,3 +43,48 @@ def stratified_split(y: np.ndarray, classes: list[str], test_size: float, seed: 
         parts[0].append(rows[n_test + n_val:])
     train, val, test = (np.sort(np.concatenate(part)) for part in parts)
     return train, val, test
+
+
+def split_parquet(source: str | Path, label: str, test_size: float, val_size: float, seed: int,
+                  outputs: tuple[str | Path, str | Path, str | Path]) -> tuple[list[str], list[int]]:
+    """Split a Parquet table into train, validation and test files, a row group at a time, the labels encoded
+    as 0..k-1. Returns the classes and the three files' row counts.
+
+    A first pass reads the label column alone, to count each class and draw the seeded, stratified
+    assignment of every row (`stratified_split`: exact counts per class); a second pass sends each row group's
+    rows to their files. Memory: the labels, a byte per row, and a row group or two, whatever the table's
+    size. Each file is written to a temporary file renamed at the end.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from softmax_regression.files import atomic_path
+    from softmax_regression.tables import ROW_GROUP
+
+    with pq.ParquetFile(source) as f:
+        labels = f.read(columns=[label]).column(label)
+        classes = sorted(pc.unique(labels).to_pylist())
+        y = pc.index_in(labels, value_set=pa.array(classes)).to_numpy().astype(np.int64)
+        del labels
+        parts = stratified_split(y, classes, test_size, seed, val_size)
+        part = np.empty(len(y), dtype=np.int8)
+        for p, rows in enumerate(parts):
+            part[rows] = p
+        schema = f.schema_arrow
+        index = schema.get_field_index(label)
+        schema = schema.set(index, pa.field(label, pa.int64())).remove_metadata()  # pandas would read strings
+        with (atomic_path(outputs[0]) as train, atomic_path(outputs[1]) as val, atomic_path(outputs[2]) as test,
+              pq.ParquetWriter(train, schema) as w0, pq.ParquetWriter(val, schema) as w1,
+              pq.ParquetWriter(test, schema) as w2):
+            offset = 0
+            for g in range(f.num_row_groups):
+                group = f.read_row_group(g)
+                size = group.num_rows
+                group = group.set_column(index, pa.field(label, pa.int64()), pa.array(y[offset:offset + size]))
+                for p, writer in enumerate((w0, w1, w2)):
+                    chosen = part[offset:offset + size] == p
+                    if chosen.any():
+                        writer.write_table(group.filter(pa.array(chosen)), row_group_size=ROW_GROUP)
+                offset += size
+    return classes, [len(rows) for rows in parts]
