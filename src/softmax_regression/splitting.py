@@ -63,10 +63,7 @@ def split_parquet(source: str | Path, label: str, test_size: float, val_size: fl
     from softmax_regression.tables import ROW_GROUP
 
     with pq.ParquetFile(source) as f:
-        labels = f.read(columns=[label]).column(label)
-        classes = sorted(pc.unique(labels).to_pylist())
-        y = pc.index_in(labels, value_set=pa.array(classes)).to_numpy().astype(np.int64)
-        del labels
+        classes, y = _encoded_labels(f, label)
         parts = stratified_split(y, classes, test_size, seed, val_size)
         part = np.empty(len(y), dtype=np.int8)
         for p, rows in enumerate(parts):
@@ -88,3 +85,17 @@ def split_parquet(source: str | Path, label: str, test_size: float, val_size: fl
                         writer.write_table(group.filter(pa.array(chosen)), row_group_size=ROW_GROUP)
                 offset += size
     return classes, [len(rows) for rows in parts]
+
+
+def _encoded_labels(f, label: str) -> tuple[list[str], np.ndarray]:
+    """The classes, sorted, and each row's class index, reading the labels a row group at a time: their text
+    is held for one row group, then 4 bytes a row (a dictionary code), then the 8 of the index."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    groups = [f.read_row_group(g, columns=[label]).column(label).combine_chunks().dictionary_encode()
+              for g in range(f.num_row_groups)]
+    classes = sorted({name for group in groups for name in group.dictionary.to_pylist()})
+    known = pa.array(classes, pa.string())
+    codes = [pc.index_in(group.dictionary, value_set=known).to_numpy()[group.indices.to_numpy()] for group in groups]
+    return classes, np.concatenate(codes).astype(np.int64) if codes else np.empty(0, dtype=np.int64)
