@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from softmax_regression.errors import PipelineError
 
@@ -31,6 +32,25 @@ def run_stage(main: Callable[[], None]) -> None:
     except KeyboardInterrupt:
         print("error: interrupted; outputs written so far are complete, the rest untouched", file=sys.stderr)
         sys.exit(130)
+
+
+def text_table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """Rows under a header and a rule, each column as wide as its widest cell: the tables `make compare`
+    and `make promote` print."""
+    cells = [[str(c) for c in row] for row in [columns, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def server_arguments(module: str, doc: str | None, port: int, argv: list[str] | None = None) -> argparse.Namespace:
+    """--host and --port of a command that serves on this machine (`make ui`, `make serve`)."""
+    parser = argparse.ArgumentParser(prog=f"python -m softmax_regression.{module}", description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1", help="(default: %(default)s)")
+    parser.add_argument("--port", type=int, default=port, help="(default: %(default)s)")
+    return parser.parse_args(argv)
 
 
 def cpu_kernels(cpuinfo: str = "/proc/cpuinfo") -> dict[str, str]:

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from softmax_regression.cli import run_stage
+from softmax_regression.cli import run_stage, text_table
 from softmax_regression.config import Impl, choices
 from softmax_regression.errors import PipelineError
 from softmax_regression.lineage import repo_root
@@ -186,13 +186,6 @@ def table(names: list[str]) -> list[tuple[str, ...]]:
     return rows
 
 
-def render(rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(str(r[i])) for r in [COLUMNS, *rows]) for i in range(len(COLUMNS))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [COLUMNS, *rows]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m softmax_regression.compare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -201,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-j", "--jobs", type=int, default=2, help="experiments at once (default: %(default)s)")
     args = parser.parse_args(argv)
     names = queue_and_run(time.strftime("%m%d-%H%M%S"), args.set_param, args.jobs)
-    print(render(table(names)))
+    print(text_table(COLUMNS, table(names)))
 
 
 def _dvc(cmd: list[str]) -> None:

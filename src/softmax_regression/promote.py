@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from softmax_regression.cli import run_stage
+from softmax_regression.cli import run_stage, text_table
 from softmax_regression.config import TrackingParams, read_params, section
 from softmax_regression.errors import PipelineError
+from softmax_regression.files import file_md5
 from softmax_regression.lineage import repo_root
 from softmax_regression.tables import parquet_rows
 
@@ -90,20 +91,15 @@ def decide(candidate: Entry, champion: Entry | None, metric: str, force: bool = 
 
 def render(candidate: Entry, champion: Entry | None, metric: str, decision: Decision) -> str:
     columns = ("", "version", "MLflow run id", "DVC experiment (or run name)", metric, "validation md5")
-    rows = [("candidate", candidate), ("champion", champion)]
-    cells = [columns] + [(role, e.version or "-", e.run_id, e.name, f"{e.metrics.get(metric, float('nan')):.6f}",
-                          e.val_digest or "-") if e else (role, "-", "-", "-", "-", "-") for role, e in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    rows = [(role, e.version or "-", e.run_id, e.name, f"{e.metrics.get(metric, float('nan')):.6f}",
+             e.val_digest or "-") if e else (role, "-", "-", "-", "-", "-")
+            for role, e in (("candidate", candidate), ("champion", champion))]
     outcome = f"champion -> version {candidate.version}" if decision.promote else "the champion stays"
-    return "\n".join([*lines, f"decision: {outcome} ({decision.reason})"])
+    return f"{text_table(columns, rows)}\ndecision: {outcome} ({decision.reason})"
 
 
 def workspace_val_digest(root: Path) -> str:
     """The md5 of the workspace's validation rows; refuses when there are none."""
-    from softmax_regression.tracking import file_md5
-
     path = root / VAL
     if not path.exists():
         raise PromotionRefused(f"{VAL} not found: run the pipeline first (make run)")

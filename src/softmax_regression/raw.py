@@ -99,7 +99,7 @@ def raw_blocks(path: str | Path, label: str, drop: tuple[str, ...], delimiter: s
     summary.features = features
     as_read = {name: original for name, original in zip(header, raw, strict=True)}
     types = {**{as_read[c]: pa.float64() for c in features}, as_read[label]: pa.string()}
-    found = _Problems(path)
+    found = _Problems(path, hint="; to drop such rows, set ingest.missing: drop")
     seen = 0  # data rows read so far: the block's first row is line seen + 2
     for batch in _batches(path, delimiter, types):
         columns = [*batch.columns[:-1], pc.utf8_trim_whitespace(batch.column(len(features)))]
@@ -194,10 +194,11 @@ def _raise_non_numeric(path: Path, delimiter: str, features: list[str]) -> None:
 
 
 class _Problems:
-    """Infinite and missing values found so far, per column and kind: the first lines, and how many."""
+    """Infinite and missing values found so far, per column and kind: the first lines, and how many. `hint`
+    ends the message about missing values."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, hint: str = "") -> None:
+        self.path, self.hint = path, hint
         self.lines: dict[tuple[str, str], list[int]] = {}
         self.counts: dict[tuple[str, str], int] = {}
 
@@ -221,7 +222,7 @@ class _Problems:
                     if name == column and what.startswith(kind):
                         lines = ", ".join(str(line) for line in self.lines[name, what])
                         more = f" and {count - MAX_ROWS_LISTED} more" if count > MAX_ROWS_LISTED else ""
-                        hint = "; to drop such rows, set ingest.missing: drop" if kind == "missing" else ""
+                        hint = self.hint if kind == "missing" else ""
                         raise DataError(f"{self.path}: column {name!r} has {what} at line {lines}{more}{hint}")
 
 
@@ -282,12 +283,11 @@ def _numbers(path: Path, column: pd.Series, first_line: int = 2) -> pd.Series:
     return values
 
 
-def _check_present(path: Path, name: str, bad: np.ndarray, what: str, hint: str = "") -> None:
-    rows = np.flatnonzero(bad)
-    if len(rows):
-        lines = ", ".join(str(_line(r)) for r in rows[:MAX_ROWS_LISTED])
-        more = f" and {len(rows) - MAX_ROWS_LISTED} more" if len(rows) > MAX_ROWS_LISTED else ""
-        raise DataError(f"{path}: column {name!r} has {what} at line {lines}{more}{hint}")
+def _check_present(path: Path, name: str, bad: np.ndarray, what: str) -> None:
+    """A DataError naming the first lines where `bad` is true, if any (`what`: "missing values", …)."""
+    found = _Problems(path)
+    found.add(name, what, 0, pa.array(bad))
+    found.raise_first([name])
 
 
 def _line(row: int) -> int:

@@ -11,22 +11,17 @@ POST a table of named feature columns to /invocations; the answer is each row's 
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
-from softmax_regression.cli import run_stage
+from softmax_regression.cli import run_stage, server_arguments
 from softmax_regression.config import TrackingParams, read_params, section
 from softmax_regression.errors import PipelineError
 from softmax_regression.promote import ALIAS
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m softmax_regression.serve", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--host", default="127.0.0.1", help="(default: %(default)s)")
-    parser.add_argument("--port", type=int, default=5001, help="(default: %(default)s)")
-    args = parser.parse_args(argv)
+    args = server_arguments("serve", __doc__, 5001, argv)
     name = section(read_params(), "tracking", TrackingParams).registered_model
     from softmax_regression import tracking  # mlflow: seconds
     from softmax_regression.promote import champion_of

@@ -17,10 +17,6 @@ def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
         df.to_parquet(tmp, engine="pyarrow", index=False, row_group_size=ROW_GROUP)
 
 
-def read_parquet(path: str | Path) -> pd.DataFrame:
-    return pd.read_parquet(path, engine="pyarrow")
-
-
 def parquet_rows(path: str | Path) -> int:
     """The number of rows, from the file's footer."""
     return pq.read_metadata(path).num_rows

@@ -8,7 +8,6 @@ A stage calls `connect()` before anything else here.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 import warnings
@@ -28,6 +27,7 @@ from mlflow.types import ColSpec, Schema
 
 from softmax_regression.config import flatten
 from softmax_regression.errors import TrackingError
+from softmax_regression.files import file_md5
 from softmax_regression.lineage import baseline_params, changed_params, dvc_hash, git_commit, repo_root
 from softmax_regression.tables import parquet_rows
 
@@ -207,11 +207,6 @@ def dataset_digest(run: Run, context: str) -> str | None:
         if any(tag.key == "mlflow.data.context" and tag.value == context for tag in dataset_input.tags):
             return dataset_input.dataset.digest
     return None
-
-
-def file_md5(path: str | Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "md5").hexdigest()
 
 
 def log_metrics(metrics: Mapping[str, float], step: int = 0,

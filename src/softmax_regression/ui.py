@@ -7,11 +7,10 @@ server, that server already has a UI: the address on it is printed, and nothing 
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
-from softmax_regression.cli import run_stage
+from softmax_regression.cli import run_stage, server_arguments
 from softmax_regression.config import TrackingParams, read_params, section
 from softmax_regression.errors import TrackingError
 
@@ -26,11 +25,7 @@ def runs_page(base: str, experiment_id: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m softmax_regression.ui", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--host", default="127.0.0.1", help="(default: %(default)s)")
-    parser.add_argument("--port", type=int, default=5000, help="(default: %(default)s)")
-    args = parser.parse_args(argv)
+    args = server_arguments("ui", __doc__, 5000, argv)
     experiment = section(read_params(), "tracking", TrackingParams).experiment
     from softmax_regression import tracking  # mlflow: seconds
 
