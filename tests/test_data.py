@@ -76,10 +76,23 @@ def test_split_is_stratified_disjoint_and_reproducible():
     assert not np.array_equal(test, other[2]) and not np.array_equal(val, other[1])
 
 
-def test_the_test_rows_do_not_depend_on_the_validation_size():
-    y = np.repeat([0, 1, 2], [50, 30, 20])
-    tests = [stratified_split(y, ["a", "b", "c"], 0.2, seed=1, val_size=v)[2] for v in (0, 0.1, 0.3)]
+@pytest.mark.parametrize("group_rows", [None, 7])
+def test_the_test_rows_do_not_depend_on_the_validation_size(group_rows):
+    y = np.random.default_rng(0).permutation(np.repeat([0, 1, 2], [50, 30, 20]))
+    tests = [stratified_split(y, ["a", "b", "c"], 0.2, 1, v, group_rows)[2] for v in (0, 0.1, 0.3)]
     assert all(np.array_equal(tests[0], t) for t in tests[1:])
+
+
+def test_drawn_a_group_at_a_time_the_split_has_exact_counts_spread_over_the_file():
+    y = np.random.default_rng(0).permutation(np.repeat([0, 1, 2], [5000, 3000, 2000]))
+    train, val, test = stratified_split(y, ["a", "b", "c"], 0.2, 1, 0.1, group_rows=64)
+    assert np.bincount(y[test]).tolist() == [1000, 600, 400] and np.bincount(y[val]).tolist() == [500, 300, 200]
+    assert sorted(np.concatenate([train, val, test]).tolist()) == list(range(10_000))
+    # Each tenth of the file, 1000 rows, gives about a fifth to test and a tenth to validation: not the
+    # first groups' rows only, as a draw that filled the quotas in file order would
+    for part, share in ((test, 0.2), (val, 0.1)):
+        tenths = np.bincount(part // 1000, minlength=10) / 1000
+        assert np.all(np.abs(tenths - share) < 0.05), tenths
 
 
 def test_no_validation_rows_with_val_size_0():
@@ -193,7 +206,7 @@ def test_the_streamed_split_has_exact_counts_and_is_the_same_for_the_same_seed(t
     outs = [tmp_path / f"{name}.parquet" for name in ("train", "val", "test")]
     classes, sizes = split_parquet(tmp_path / "in.parquet", "kind", 0.2, 0.1, 7, tuple(outs))
     y, _ = encode_labels(table["kind"])
-    expected = stratified_split(y, classes, 0.2, 7, 0.1)  # the in-memory split, checked above
+    expected = stratified_split(y, classes, 0.2, 7, 0.1, group_rows=64)  # the in-memory draw, checked above
     assert classes == ["a", "b", "c", "d"] and sizes == [len(rows) for rows in expected]
     for out, rows in zip(outs, expected, strict=True):
         got = pd.read_parquet(out)
