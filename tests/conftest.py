@@ -12,13 +12,20 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pytest
-import torch
-from filelock import FileLock
+# pytest-xdist runs a worker per core: each worker, and every tool it starts, gets its share of the cores
+# (as `make compare` gives its experiments, `compare.shared_cores`). On every core, their torch threads wait
+# on each other: a test took 3 to 25 times as long beside another busy worker.
+if workers := os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(key, str(max(1, (os.cpu_count() or 1) // int(workers))))
 
-from softmax_regression.cli import OFFLINE, cpu_kernels
-from softmax_regression.raw import read_raw
-from softmax_regression.splitting import encode_labels
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from filelock import FileLock  # noqa: E402
+
+from softmax_regression.cli import OFFLINE, cpu_kernels  # noqa: E402
+from softmax_regression.raw import read_raw  # noqa: E402
+from softmax_regression.splitting import encode_labels  # noqa: E402
 
 for key, value in {**OFFLINE, **cpu_kernels()}.items():  # before MLflow and the first tensor op, as a stage
     os.environ.setdefault(key, value)
