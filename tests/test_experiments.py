@@ -237,11 +237,9 @@ def browse(url: str, out: Path, expect: list[str], size: str = "1600,1000", atte
         flags = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--hide-scrollbars",
                  f"--window-size={size}", f"--virtual-time-budget={20000 * attempt}"]
-        dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=300,
-                             check=True).stdout
+        dom = subprocess.run([CHROMIUM, *flags, f"--screenshot={out}", "--dump-dom", url], capture_output=True,
+                             text=True, timeout=300, check=True).stdout
         if all(text in dom for text in expect) or attempt == attempts:
-            subprocess.run([CHROMIUM, *flags, f"--screenshot={out}", url], capture_output=True, timeout=300,
-                           check=True)
             out.with_suffix(".html").write_text(dom)
             return dom
     raise AssertionError("unreachable")

@@ -38,7 +38,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"ui: the runs of {experiment!r}: {runs_page(base, experiment_id)}", file=sys.stderr, flush=True)
     if server:
         return
-    command = ["mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
+    # One server process: MLflow's default of four, each importing MLflow, is for a shared server
+    command = ["mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port),
+               "--workers", "1"]
     os.execvp(command[0], command)
 
 
