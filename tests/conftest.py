@@ -155,7 +155,7 @@ def repo(built: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 # The modules that run the real tools longest, first: pytest-xdist deals whole modules to its workers in
 # collection order, and one dealt out last would run alone while the other worker idles.
 LONGEST_FIRST = ["test_experiments.py", "test_promote.py", "test_distributed.py", "test_pipeline.py",
-                 "test_rerun.py", "test_faults.py", "test_sharing.py", "test_serving.py"]
+                 "test_rerun.py", "test_faults.py", "test_tracking_server.py", "test_sharing.py", "test_serving.py"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
