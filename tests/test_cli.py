@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 
 from softmax_regression.cli import cpu_kernels
+from softmax_regression.compare import shared_cores
 from softmax_regression.training import progress_bar
 
 
@@ -37,3 +40,34 @@ def test_cpu_kernels_are_held_at_avx2_only_where_the_cpu_has_it(tmp_path):
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 sse4_2 avx\n")
     assert cpu_kernels(cpuinfo) == {}, "asking torch for AVX2 on a CPU without it kills the process"
     assert cpu_kernels(tmp_path / "absent") == {}
+
+
+STAGE = """
+import atexit, sys
+from softmax_regression.cli import run_stage
+from softmax_regression.errors import DataError
+atexit.register(lambda: print("exit handler ran"))
+def main():
+    print("written, not yet flushed", end="; ")
+    if sys.argv[1] == "fail":
+        raise DataError("column 'x' is missing")
+run_stage(main)
+"""
+
+
+def test_a_stage_exits_at_once_but_runs_its_exit_handlers_and_flushes_its_output():
+    ok = subprocess.run([sys.executable, "-c", STAGE, "ok"], capture_output=True, text=True, timeout=60)
+    assert (ok.returncode, ok.stdout, ok.stderr) == (0, "written, not yet flushed; exit handler ran\n", "")
+    bad = subprocess.run([sys.executable, "-c", STAGE, "fail"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and bad.stdout == "written, not yet flushed; exit handler ran\n"
+    assert bad.stderr == "error: column 'x' is missing\n"
+
+
+def test_experiments_run_at_once_share_the_cores_unless_the_user_says_otherwise(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert shared_cores(2)["OMP_NUM_THREADS"] == "4" and shared_cores(2)["MKL_NUM_THREADS"] == "4"
+    assert shared_cores(16)["OMP_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert shared_cores(2)["OMP_NUM_THREADS"] == "3"
