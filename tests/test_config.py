@@ -7,6 +7,7 @@ import yaml
 
 from softmax_regression.config import IngestParams, SplitParams, TrainParams, flatten, read_params, section
 from softmax_regression.errors import ParamError
+from softmax_regression.lineage import changed_params
 
 from conftest import ROOT
 
@@ -85,3 +86,13 @@ def test_params_file_problems(tmp_path):
 def test_flatten_gives_dotted_names():
     params = yaml.safe_load("train: {lr: 0.1, impl: nn}\nsplit: {seed: 1}")
     assert flatten(params) == {"train.lr": 0.1, "train.impl": "nn", "split.seed": 1}
+
+
+def test_changed_params_compare_as_mlflow_logs_them():
+    baseline = {"train.lr": 0.1, "train.iterations": 250, "ingest.drop": ["Id"], "train.tol": 0.0}
+    assert changed_params({"train.lr": 0.1, "train.iterations": 250, "ingest.drop": ["Id"]}, baseline) == {}
+    logged = {"train.lr": "0.1", "train.iterations": "500", "ingest.drop": "['Id']", "train.tol": "0"}  # from a run
+    assert changed_params(logged, baseline) == {"train.iterations": "500"}, "tol 0 is tol 0.0"
+    assert changed_params({"ingest.drop": "['Id', 'x']"}, baseline) == {"ingest.drop": "['Id', 'x']"}
+    assert changed_params({"train.l2": 1e-05}, baseline) == {"train.l2": 1e-05}, "a key the baseline lacks"
+    assert changed_params({"train.lr": 0.2}, None) == {}, "no baseline (git could not say): nothing to compare"

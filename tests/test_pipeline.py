@@ -220,5 +220,9 @@ def test_training_again_makes_a_new_run_and_evaluating_again_a_linked_one(repo):
     assert len(runs) == runs_before + 2
     again = [r for r in runs if r.data.tags.get("trained_by_run") == trained]
     assert len(again) == 1 and again[0].info.status == "FINISHED"
+    commit = run(["git", "rev-parse", "HEAD"], repo).stdout.strip()[:7]
+    assert again[0].data.tags["mlflow.note.content"] == (
+        f"dvc repro of commit {commit} with the baseline's params. Re-run it: make rerun RUN={again[0].info.run_id}"
+    ), "its params, read back from the training run as text, are the baseline's"
     assert again[0].data.metrics["test_accuracy"] == before["test_accuracy"]
     assert client.get_run(trained).data.metrics == before, "the training run keeps its own numbers"

@@ -46,10 +46,20 @@ def baseline_params(commit: str | None) -> dict[str, Any] | None:
 
 
 def changed_params(params: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The flat params (`train.lr`: 0.1) whose values differ from the flat `baseline`'s, in params order."""
+    """The flat params (`train.lr`: 0.1) whose values differ from the flat `baseline`'s, in params order.
+    Values are compared as text read back as YAML, which is how MLflow logs them and how a re-run restores
+    them: "0.1" read from a run equals 0.1 from a params.yaml, and `tol: 0` equals `tol: 0.0`."""
     if baseline is None:
         return {}
-    return {key: value for key, value in params.items() if key not in baseline or baseline[key] != value}
+    return {key: value for key, value in params.items()
+            if key not in baseline or _as_yaml(baseline[key]) != _as_yaml(value)}
+
+
+def _as_yaml(value: Any) -> Any:
+    try:
+        return yaml.safe_load(str(value))
+    except yaml.YAMLError:
+        return str(value)
 
 
 def git_commit() -> str | None:

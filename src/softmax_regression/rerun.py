@@ -26,7 +26,7 @@ import yaml
 from softmax_regression.cli import run_stage
 from softmax_regression.config import PARAMS_FILE, flatten
 from softmax_regression.errors import PipelineError
-from softmax_regression.lineage import repo_root
+from softmax_regression.lineage import changed_params, repo_root
 
 MODEL = Path("models/model.safetensors")
 LOGGED_MODEL = "weights/model.safetensors"
@@ -67,21 +67,17 @@ def has_experiment(name: str) -> bool:
 def logged_params(logged: dict[str, str], committed: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """params.yaml with the run's logged values (strings in MLflow) put back with their YAML types; and the
     dotted keys that differ from `committed`."""
-    flat = flatten(committed)
-    changed = []
-    for key, text in logged.items():
-        if key in flat and str(flat[key]) == text:
-            continue
+    changed = list(changed_params(logged, flatten(committed)))
+    for key in changed:
         try:
-            value = yaml.safe_load(text)
+            value = yaml.safe_load(logged[key])
         except yaml.YAMLError:
-            value = text
+            value = logged[key]
         *sections, leaf = key.split(".")
         node = committed
         for name in sections:
             node = node.setdefault(name, {})
         node[leaf] = value
-        changed.append(key)
     return committed, changed
 
 
