@@ -12,12 +12,13 @@ import time
 import urllib.request
 from pathlib import Path
 
-# pytest-xdist runs a worker per core: each worker, and every tool it starts, gets its share of the cores
-# (as `make compare` gives its experiments, `compare.shared_cores`). On every core, their torch threads wait
-# on each other: a test took 3 to 25 times as long beside another busy worker.
+from softmax_regression.compare import shared_cores  # imports no torch: before torch reads its threads
+
+# pytest-xdist runs a worker per core: each worker, and every tool it starts, gets its share of the cores,
+# as `make compare` gives its experiments. On every core, their torch threads wait on each other: a test
+# took 3 to 25 times as long beside another busy worker.
 if workers := os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
-    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(key, str(max(1, (os.cpu_count() or 1) // int(workers))))
+    os.environ.update(shared_cores(int(workers)))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
