@@ -153,9 +153,12 @@ def repo(built: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return copy_built(built, tmp_path_factory.mktemp("repo") / "repo")
 
 
-# The modules that run the real tools longest, first: pytest-xdist deals whole modules to its workers in
-# collection order, and one dealt out last would run alone while the other worker idles.
-LONGEST_FIRST = ["test_experiments.py", "test_promote.py", "test_distributed.py", "test_pipeline.py",
+# The modules that run the real tools longest, first: with `--dist loadfile --no-loadscope-reorder` (`make test`),
+# pytest-xdist deals whole modules to its workers in collection order, and one dealt out last would run alone
+# while the other worker idles. (By default it deals the modules with the most tests first, so the
+# tracking-server and sharing modules, a minute of real tools in three tests, came last.) The second needs no
+# `built`: its worker starts at once while the first worker builds it.
+LONGEST_FIRST = ["test_experiments.py", "test_distributed.py", "test_promote.py", "test_pipeline.py",
                  "test_rerun.py", "test_faults.py", "test_tracking_server.py", "test_sharing.py", "test_serving.py"]
 
 
