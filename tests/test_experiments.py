@@ -251,9 +251,31 @@ def test_make_ui_opens_on_the_runs_with_names_that_tell_them_apart(compared, tmp
         charts = browse(address + "&compareRunsMode=CHART", tmp_path / "charts.png", ["train_loss", "log_loss/val"],
                         size="1600,4000")
         assert "train_loss" in charts and "log_loss/val" in charts, f"no loss charts; see {tmp_path}"
+        server = descendants(process.pid)
+        assert len(server) == 1 and "uvicorn" in server[0], f"one server process and no MLflow job runner: {server}"
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def descendants(pid: int) -> list[str]:
+    """The command lines of the live processes under `pid`, children and theirs (Linux /proc)."""
+    parents, commands = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
+            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:
+            continue
+        if state != "Z":
+            parents[int(stat.parent.name)], commands[int(stat.parent.name)] = int(ppid), command
+    found, frontier = [], [pid]
+    while frontier:
+        pid = frontier.pop()
+        children = [child for child, parent in parents.items() if parent == pid]
+        found += children
+        frontier += children
+    return [commands[child] for child in found]
 
 
 def serve_ready(url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:

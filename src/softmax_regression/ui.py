@@ -38,7 +38,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"ui: the runs of {experiment!r}: {runs_page(base, experiment_id)}", file=sys.stderr, flush=True)
     if server:
         return
-    # One server process: MLflow's default of four, each importing MLflow, is for a shared server
+    # One server process: MLflow's default of four, each importing MLflow, is for a shared server. And no
+    # job runner: MLflow 3 starts one with seven task consumers beside the server, for GenAI scorers and
+    # trace jobs these runs never use (a user's MLFLOW_SERVER_ENABLE_JOB_EXECUTION wins).
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     command = ["mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port),
                "--workers", "1"]
     os.execvp(command[0], command)
