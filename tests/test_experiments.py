@@ -271,8 +271,8 @@ def descendants(pid: int) -> list[str]:
             parents[int(stat.parent.name)], commands[int(stat.parent.name)] = int(ppid), command
     found, frontier = [], [pid]
     while frontier:
-        pid = frontier.pop()
-        children = [child for child, parent in parents.items() if parent == pid]
+        below = frontier.pop()
+        children = [child for child, parent in parents.items() if parent == below]
         found += children
         frontier += children
     return [commands[child] for child in found]
