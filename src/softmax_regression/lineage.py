@@ -52,10 +52,11 @@ def changed_params(params: Mapping[str, Any], baseline: Mapping[str, Any] | None
     if baseline is None:
         return {}
     return {key: value for key, value in params.items()
-            if key not in baseline or _as_yaml(baseline[key]) != _as_yaml(value)}
+            if key not in baseline or as_yaml(baseline[key]) != as_yaml(value)}
 
 
-def _as_yaml(value: Any) -> Any:
+def as_yaml(value: Any) -> Any:
+    """A param's value as params.yaml would hold it: text (as MLflow logs it) read as YAML, else the text."""
     try:
         return yaml.safe_load(str(value))
     except yaml.YAMLError:

@@ -26,7 +26,7 @@ import yaml
 from softmax_regression.cli import run_stage
 from softmax_regression.config import PARAMS_FILE, flatten
 from softmax_regression.errors import PipelineError
-from softmax_regression.lineage import changed_params, repo_root
+from softmax_regression.lineage import as_yaml, changed_params, repo_root
 
 MODEL = Path("models/model.safetensors")
 LOGGED_MODEL = "weights/model.safetensors"
@@ -69,15 +69,11 @@ def logged_params(logged: dict[str, str], committed: dict[str, Any]) -> tuple[di
     dotted keys that differ from `committed`."""
     changed = list(changed_params(logged, flatten(committed)))
     for key in changed:
-        try:
-            value = yaml.safe_load(logged[key])
-        except yaml.YAMLError:
-            value = logged[key]
         *sections, leaf = key.split(".")
         node = committed
         for name in sections:
             node = node.setdefault(name, {})
-        node[leaf] = value
+        node[leaf] = as_yaml(logged[key])
     return committed, changed
 
 
