@@ -1,6 +1,6 @@
 """Data-parallel training: N ranks give the numbers of one process, and a failing rank stops them all.
 
-The ranks are real processes (spawned, gloo on CPU), started by `launch.launch` as the train stage
+The ranks are real processes (forked from a fork server, gloo on CPU), started by `launch.launch` as the train stage
 does; the end-to-end test through `dvc exp run -S train.world_size=2` is in test_pipeline.py.
 """
 
@@ -123,18 +123,25 @@ def kill_rank(ranks: Ranks, rank: int) -> None:
 
 
 def ranks_of(parent: int) -> list[int]:
-    """Live spawned processes whose parent is `parent` (Linux /proc); not multiprocessing's resource
-    tracker, which lives as long as its parent by design."""
-    children = []
+    """Live ranks that `parent` started (Linux /proc): the children of its fork server, not the server, which
+    lives as long as its parent by design, nor multiprocessing's resource tracker."""
+    processes = _forkserver_processes()
+    servers = {pid for ppid, pid in processes if ppid == parent}
+    return [pid for ppid, pid in processes if ppid in servers]
+
+
+def _forkserver_processes() -> list[tuple[int, int]]:
+    """(parent, pid) of the live processes running multiprocessing's fork server, or forked from it."""
+    found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
-            spawned = b"multiprocessing.spawn" in (stat.parent / "cmdline").read_bytes()
+            forked = b"multiprocessing.forkserver" in (stat.parent / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(fields[1]) == parent and fields[0] != "Z" and spawned:
-            children.append(int(stat.parent.name))
-    return children
+        if fields[0] != "Z" and forked:
+            found.append((int(fields[1]), int(stat.parent.name)))
+    return found
 
 
 def processes_in(folder: Path) -> list[int]:
@@ -306,4 +313,4 @@ def test_torchrun_must_start_world_size_processes(monkeypatch):
 
 def test_a_rank_that_cannot_start_reports_why():
     with pytest.raises((AttributeError, TypeError, pickle.PicklingError), match="(?i)pickle|local object"):
-        launch(2, CPU, lambda ranks: ranks.rank)  # a lambda cannot be sent to a spawned process
+        launch(2, CPU, lambda ranks: ranks.rank)  # a lambda cannot be sent to another process

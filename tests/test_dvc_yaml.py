@@ -26,6 +26,8 @@ def imports(path: Path) -> set[str]:
             names.update(f"{node.module}.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.endswith(".py"):
             names.add(f"{PACKAGE}.{node.value.removesuffix('.py')}")  # a file of ours run by name (MLflow's)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith(f"{PACKAGE}."):
+            names.add(node.value)  # a module of ours imported by name (the fork server's)
     return names
 
 
