@@ -141,9 +141,20 @@ def test_a_grid_queues_one_experiment_per_value(compared):
     run(["dvc", "queue", "remove", "--queued"], repo)
 
 
+def logged_runs(result: subprocess.CompletedProcess) -> dict[str, str]:
+    """{implementation: MLflow run id} from the table `compare` printed."""
+    return {row.split()[0]: row.split()[-1] for row in result.stdout.strip().splitlines()[2:]}
+
+
+def logged_weights(repo: Path, run_id: str, folder: Path) -> str:
+    """The run's weights as MLflow keeps them: what `make predict --model` reads."""
+    return client(repo).download_artifacts(run_id, "weights/model.safetensors", str(folder / run_id))
+
+
 def test_every_implementations_model_answers_as_make_predict(compared, tmp_path):
     """`mlflow models predict` on a CSV (one real round trip: the three models share one pyfunc), and each
-    implementation's logged model loaded in-process: the same table as `make predict`'s, to the bit."""
+    implementation's logged model loaded in-process: the same table as `make predict`'s on the run's
+    weights, to the bit."""
     import mlflow
 
     repo, result = compared
@@ -152,28 +163,25 @@ def test_every_implementations_model_answers_as_make_predict(compared, tmp_path)
                                                                                          index=False)
     env = tool_env(MLFLOW_TRACKING_URI=f"sqlite:///{repo / 'mlflow.db'}")
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
-    for i, (impl, name) in enumerate(sorted(queued(result).items())):
-        run(["dvc", "exp", "apply", name], repo)  # its model file, for make predict
-        r = client(repo).get_run(json.loads((repo / "models/mlflow_run.json").read_text())["run_id"])
+    for i, (impl, run_id) in enumerate(sorted(logged_runs(result).items())):
+        r = client(repo).get_run(run_id)
         assert r.data.params["train.impl"] == impl
-        run([sys.executable, "-m", "softmax_regression.predict", str(tmp_path / "in.csv"), "--output",
-             str(tmp_path / "expected.csv")], repo)
+        run([sys.executable, "-m", "softmax_regression.predict", str(tmp_path / "in.csv"), "--model",
+             logged_weights(repo, run_id, tmp_path), "--output", str(tmp_path / "expected.csv")], repo)
         expected = pd.read_csv(tmp_path / "expected.csv")
         if i == 0:
-            out = run(["mlflow", "models", "predict", "-m", f"runs:/{r.info.run_id}/model", "-i",
+            out = run(["mlflow", "models", "predict", "-m", f"runs:/{run_id}/model", "-i",
                        str(tmp_path / "in.csv"), "-t", "csv", "--env-manager", "local"], repo, env=env)
             got = pd.DataFrame(json.loads(out.stdout.strip().splitlines()[-1])["predictions"])
         else:
-            got = mlflow.pyfunc.load_model(f"runs:/{r.info.run_id}/model").predict(pd.read_csv(tmp_path / "in.csv"))
-        pd.testing.assert_frame_equal(got.reset_index(drop=True), expected, check_exact=True,
-                                      obj=r.data.params["train.impl"])
+            got = mlflow.pyfunc.load_model(f"runs:/{run_id}/model").predict(pd.read_csv(tmp_path / "in.csv"))
+        pd.testing.assert_frame_equal(got.reset_index(drop=True), expected, check_exact=True, obj=impl)
         assert (got["predicted"].to_numpy() == rows["Species"].to_numpy()).mean() >= 6 / 7
 
 
 def test_predict_applies_the_model_to_a_new_csv(compared, tmp_path):
-    repo, result = compared
-    name = queued(result)["nn"]
-    run(["dvc", "exp", "apply", name], repo)  # the experiment's model into the workspace
+    """`make predict` with the workspace's model (`models/model.safetensors`, the `manual` run's)."""
+    repo, _ = compared
     table = pd.read_csv(IRIS).sample(frac=1, random_state=0)
     shuffled = table[["Species", "PetalWidthCm", "Id", "SepalLengthCm", "PetalLengthCm", "SepalWidthCm"]]
     shuffled.assign(extra="ignored").to_csv(tmp_path / "new.csv", index=False)
