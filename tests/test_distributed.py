@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import multiprocessing
 import os
 import pickle
 import signal
@@ -199,6 +200,18 @@ def test_the_cause_is_reported_not_its_echo(tmp_path):
 def test_every_rank_agrees_on_the_launch():
     assert launch(3, CPU, fail_on_rank, -1, DataError) == 3  # no rank fails: rank 0's sum comes back
     assert launch(1, CPU, fail_on_rank, -1, DataError) == 1
+
+
+def own_command(ranks: Ranks) -> bytes:
+    ranks.sum_(torch.ones(1))
+    return Path("/proc/self/cmdline").read_bytes()
+
+
+def test_ranks_fork_from_a_fork_server_else_start_afresh(monkeypatch):
+    """Forked from a server that imported torch once; where there is no fork server (Windows), spawned."""
+    assert b"multiprocessing.forkserver" in launch(2, CPU, own_command)
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    assert b"multiprocessing.spawn" in launch(2, CPU, own_command)
 
 
 # Through the real train stage, on a copy of the repository.

@@ -82,9 +82,13 @@ ERROR, TRACEBACK, ECHO = "error", "traceback", "echo"
 def _spawn(world_size: int, device: torch.device, fn: Callable[..., T], args: tuple) -> T:
     # A fork server: one process that imports torch and fn's module, once per stage, and forks each rank from
     # that clean state, so a rank starts in milliseconds, not in the seconds a fresh interpreter spends
-    # importing them. (Forking this process instead is unsafe: its torch may have started threads.)
-    context = torch.multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["softmax_regression.forkserver", fn.__module__])  # as the server starts
+    # importing them. (Forking this process instead is unsafe: its torch may have started threads.) Where
+    # there is none (Windows), each rank is a fresh interpreter.
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = torch.multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["softmax_regression.forkserver", fn.__module__])  # as it starts
+    else:
+        context = torch.multiprocessing.get_context("spawn")
     # The rendezvous store lives here, on a port the system picks: no race for a free port.
     store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
     threads = max(1, torch.get_num_threads() // world_size)  # share the cores, do not oversubscribe them
