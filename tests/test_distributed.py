@@ -1,7 +1,7 @@
 """Data-parallel training: N ranks give the numbers of one process, and a failing rank stops them all.
 
-The ranks are real processes (forked from a fork server, gloo on CPU), started by `launch.launch` as the train stage
-does; the end-to-end test through `dvc exp run -S train.world_size=2` is in test_pipeline.py.
+The ranks are real processes (forked from a fork server, gloo on CPU), started by `launch.launch` as the
+train stage does; the end-to-end test through `dvc exp run -S train.world_size=2` is in test_pipeline.py.
 """
 
 from __future__ import annotations

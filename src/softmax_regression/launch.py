@@ -1,8 +1,8 @@
 """Start the ranks of data-parallel training (see `ranks` for what they compute together).
 
 `launch` runs a function on every rank. On one machine it starts the N processes itself (forked from a
-fork server, with a rendezvous store on a free local port); under `torchrun`, which starts one process per rank on each
-machine, this process is already a rank and joins the group torchrun set up.
+fork server, with a rendezvous store on a free local port); under `torchrun`, which starts one process per
+rank on each machine, this process is already a rank and joins the group torchrun set up.
 
 When a rank fails, the others fail soon after: their next all-reduce finds a peer gone. The launcher
 gives every rank a short, bounded time to end and report, then names the cause: a rank that died
@@ -68,7 +68,7 @@ def launch(world_size: int, device: torch.device, fn: Callable[..., T], *args: A
         return result if ranks.leader else None
     if world_size == 1:
         return fn(ONE, *args)
-    return _spawn(world_size, device, fn, args)
+    return _start_ranks(world_size, device, fn, args)
 
 
 RESULT = "result.pickle"  # rank 0's return value, in the stage's private temporary folder
@@ -79,7 +79,7 @@ GRACE = 10.0  # seconds the other ranks get to end and report once one has faile
 ERROR, TRACEBACK, ECHO = "error", "traceback", "echo"
 
 
-def _spawn(world_size: int, device: torch.device, fn: Callable[..., T], args: tuple) -> T:
+def _start_ranks(world_size: int, device: torch.device, fn: Callable[..., T], args: tuple) -> T:
     # A fork server: one process that imports torch and fn's module, once per stage, and forks each rank from
     # that clean state, so a rank starts in milliseconds, not in the seconds a fresh interpreter spends
     # importing them. (Forking this process instead is unsafe: its torch may have started threads.) Where
@@ -197,8 +197,11 @@ def _read_report(path: Path) -> tuple[str, int, int, str]:
 
 
 def _die_with(stage: int) -> None:
-    """End this rank if the stage that started it dies, even by SIGKILL, not to leave it blocked on a
-    collective with no peers: it dies with its parent, the fork server, which dies with the stage."""
+    """Linux: end this rank if the stage that started it dies, even by SIGKILL, not to leave it blocked on a
+    collective with no peers. It dies with its parent: the fork server, which dies with the stage (or, spawned,
+    the stage itself)."""
+    if sys.platform != "linux":
+        return
     die_with_parent()
     try:
         os.kill(stage, 0)
