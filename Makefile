@@ -57,7 +57,8 @@ predict: $(STAMP)
 	python -m softmax_regression.predict "$(INPUT)" --output "$(OUTPUT)"
 
 # Speed against scikit-learn and the matrix-product floor, the dvc repro loop, and the stages' memory on
-# CSVs of 10^6 and 4*10^6 rows (about 20 minutes on 2 cores; --streaming-only and --dvc-only run parts)
+# CSVs of 10^6 and 4*10^6 rows (about 20 minutes on 2 cores; --streaming-only, --dvc-only and --parallel-only
+# run parts)
 bench: $(STAMP)
 	python bench/benchmark.py
 

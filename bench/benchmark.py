@@ -377,7 +377,15 @@ def main() -> None:
     parser.add_argument("--parallel-rows", type=int, default=1_000_000,
                         help="training rows for 1 rank against 2 (0: skip)")
     parser.add_argument("--parallel-iterations", type=int, default=20)
+    parser.add_argument("--parallel-only", action="store_true", help="only 1 rank against 2 (--parallel-rows)")
     args = parser.parse_args()
+    if args.parallel_only:  # that part of the report anew, the rest as the last full run left it
+        report = json.loads(args.json.read_text()) if args.json.exists() else {}
+        report["data_parallel"] = data_parallel(args.parallel_rows, args.parallel_iterations)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(json.dumps({"data_parallel_speedup_2_over_1": report["data_parallel"]["speedup_2_over_1"]}, indent=2))
+        print(f"\nwritten to {args.json}")
+        return
     if args.streaming_only:  # that part of the report anew, the rest as the last full run left it
         report = json.loads(args.json.read_text()) if args.json.exists() else {}
         report["stage_memory"] = streaming(args.stage_rows)
