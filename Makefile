@@ -21,8 +21,8 @@ run: $(STAMP)
 # The environment alone (.venv), e.g. before `dvc pull` in a teammate's clone
 setup: $(STAMP)
 
-# On every core, a test module to a worker (its fixtures are built once), longest first (tests/conftest.py; pytest-xdist
-# would otherwise deal the modules with the most tests first); the slowest ten are listed at the end
+# On every core, a test module to a worker (its fixtures are built once), longest first (tests/conftest.py;
+# pytest-xdist would otherwise deal the modules with the most tests first); the slowest ten are listed at the end
 test: $(STAMP)
 	pytest -n auto --dist loadfile --no-loadscope-reorder
 

@@ -363,6 +363,14 @@ def data_parallel(rows: int, iterations: int) -> dict:
     return out
 
 
+def rewrite_part(path: Path, key: str, value: dict) -> None:
+    """One part of the report anew, the rest as the last full run left it."""
+    report = json.loads(path.read_text()) if path.exists() else {}
+    report[key] = value
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten to {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
@@ -379,25 +387,14 @@ def main() -> None:
     parser.add_argument("--parallel-iterations", type=int, default=20)
     parser.add_argument("--parallel-only", action="store_true", help="only 1 rank against 2 (--parallel-rows)")
     args = parser.parse_args()
-    if args.parallel_only:  # that part of the report anew, the rest as the last full run left it
-        report = json.loads(args.json.read_text()) if args.json.exists() else {}
-        report["data_parallel"] = data_parallel(args.parallel_rows, args.parallel_iterations)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(json.dumps({"data_parallel_speedup_2_over_1": report["data_parallel"]["speedup_2_over_1"]}, indent=2))
-        print(f"\nwritten to {args.json}")
-        return
-    if args.streaming_only:  # that part of the report anew, the rest as the last full run left it
-        report = json.loads(args.json.read_text()) if args.json.exists() else {}
-        report["stage_memory"] = streaming(args.stage_rows)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"\nwritten to {args.json}")
-        return
-    if args.dvc_only:  # that part of the report anew, the rest as the last full run left it
-        report = json.loads(args.json.read_text()) if args.json.exists() else {}
-        report["iris_dvc_repro"] = dvc_repro_timing()
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"\nwritten to {args.json}")
-        return
+    if args.parallel_only:
+        data_parallel_report = data_parallel(args.parallel_rows, args.parallel_iterations)
+        print(json.dumps({"data_parallel_speedup_2_over_1": data_parallel_report["speedup_2_over_1"]}, indent=2))
+        return rewrite_part(args.json, "data_parallel", data_parallel_report)
+    if args.streaming_only:
+        return rewrite_part(args.json, "stage_memory", streaming(args.stage_rows))
+    if args.dvc_only:
+        return rewrite_part(args.json, "iris_dvc_repro", dvc_repro_timing())
     torch.manual_seed(0)
 
     warm_up()

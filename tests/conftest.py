@@ -105,6 +105,20 @@ def serve(cmd: list[str], ready: str, env: dict[str, str], timeout: float = 120,
             time.sleep(0.5)
 
 
+def live_processes() -> dict[int, tuple[int, str]]:
+    """{pid: (parent pid, command line)} of every live process (Linux /proc; zombies left out)."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
+            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:  # gone meanwhile
+            continue
+        if state != "Z":
+            found[int(stat.parent.name)] = int(ppid), command
+    return found
+
+
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh copy of the repository after one real `dvc repro`: what a new user's first run leaves.

@@ -35,7 +35,7 @@ from softmax_regression.tables import parquet_rows, write_parquet
 from softmax_regression.trainers import IMPLEMENTATIONS
 from softmax_regression.training import train_shard
 
-from conftest import IRIS, copy_repo, run, tool_env
+from conftest import IRIS, copy_repo, live_processes, run, tool_env
 
 CPU = torch.device("cpu")
 # lbfgs in the default float32 and in float64. In float32 it stops once a step's predicted gain is below
@@ -124,25 +124,12 @@ def kill_rank(ranks: Ranks, rank: int) -> None:
 
 
 def ranks_of(parent: int) -> list[int]:
-    """Live ranks that `parent` started (Linux /proc): the children of its fork server, not the server, which
-    lives as long as its parent by design, nor multiprocessing's resource tracker."""
-    processes = _forkserver_processes()
-    servers = {pid for ppid, pid in processes if ppid == parent}
-    return [pid for ppid, pid in processes if ppid in servers]
-
-
-def _forkserver_processes() -> list[tuple[int, int]]:
-    """(parent, pid) of the live processes running multiprocessing's fork server, or forked from it."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            forked = b"multiprocessing.forkserver" in (stat.parent / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if fields[0] != "Z" and forked:
-            found.append((int(fields[1]), int(stat.parent.name)))
-    return found
+    """Live ranks that `parent` started: the children of its fork server, not the server, which lives as long
+    as its parent by design, nor multiprocessing's resource tracker."""
+    forked = {pid: ppid for pid, (ppid, command) in live_processes().items()
+              if "multiprocessing.forkserver" in command}
+    servers = {pid for pid, ppid in forked.items() if ppid == parent}
+    return [pid for pid, ppid in forked.items() if ppid in servers]
 
 
 def processes_in(folder: Path) -> list[int]:

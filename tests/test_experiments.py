@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import IRIS, copy_built, free_port, run, tool_env
+from conftest import IRIS, copy_built, free_port, live_processes, run, tool_env
 
 
 def client(repo: Path):
@@ -267,23 +267,15 @@ def test_make_ui_opens_on_the_runs_with_names_that_tell_them_apart(compared, tmp
 
 
 def descendants(pid: int) -> list[str]:
-    """The command lines of the live processes under `pid`, children and theirs (Linux /proc)."""
-    parents, commands = {}, {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
-            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-        except OSError:
-            continue
-        if state != "Z":
-            parents[int(stat.parent.name)], commands[int(stat.parent.name)] = int(ppid), command
+    """The command lines of the live processes under `pid`, children and theirs."""
+    processes = live_processes()
     found, frontier = [], [pid]
     while frontier:
         below = frontier.pop()
-        children = [child for child, parent in parents.items() if parent == below]
+        children = [child for child, (parent, _) in processes.items() if parent == below]
         found += children
         frontier += children
-    return [commands[child] for child in found]
+    return [processes[child][1] for child in found]
 
 
 def serve_ready(url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
