@@ -1,6 +1,7 @@
-"""`make rerun RUN=<id>`: from an MLflow run back to its code and params, re-run, the same weights bit for
+"""`make rerun RUN=<id>`: from an MLflow run back to its commit and params, re-run, the same weights bit for
 bit; and one clear line, with nothing changed, for a dirty workspace, a commit this repository lacks and an
-unknown run id. Real git, dvc and mlflow, in a copy of the repository. The tests run in file order."""
+unknown run id. Real git, dvc and mlflow, in a copy of the repository. The tests run in file order.
+A run of a DVC experiment is re-run in a teammate's clone, from the shared store (test_sharing)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ FAKE_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 @pytest.fixture(scope="module")
 def repo(built, tmp_path_factory) -> Path:
-    """A copy after `make run`, its first run committed (a clean workspace), then one DVC experiment."""
+    """A copy after `make run`, its first run committed (a clean workspace)."""
     repo = copy_built(built, tmp_path_factory.mktemp("rerun") / "repo")
     run(["git", "commit", "-qam", "make run"], repo)
     return repo
@@ -86,16 +87,3 @@ def test_a_run_of_a_commit_is_rerun_to_the_same_bits(repo, tmp_path):
     digest = hashlib.sha256((repo / "models/model.safetensors").read_bytes()).hexdigest()
     assert f"sha256 {digest}" in result.stdout
 
-
-def test_a_run_of_an_experiment_is_rerun_from_it_to_the_same_bits(repo, tmp_path):
-    run(["git", "checkout", "--", "."], repo)  # the re-run above rewrote dvc.lock's run id
-    run(["dvc", "exp", "run", "-n", "small-l2", "-S", "train.l2=0.001"], repo)
-    exp_run = run_id_of(repo)
-    assert client(repo).get_run(exp_run).data.tags["dvc.exp_name"] == "small-l2"
-    run(["git", "checkout", "--", "."], repo)  # back to the committed params: rerun must restore them
-    assert "l2: 0.01 " in (repo / "params.yaml").read_text()
-    result = make_rerun(repo, exp_run)
-    assert "restored DVC experiment small-l2" in result.stderr
-    assert "rerun: the weights are the same, bit for bit" in result.stdout, result.stdout + result.stderr
-    assert "l2: 0.001 " in (repo / "params.yaml").read_text()
-    assert (repo / "models/model.safetensors").read_bytes() == logged_weights(repo, exp_run, tmp_path)

@@ -1,15 +1,17 @@
 """Sharing with a team, with the real tools: a local-directory DVC remote and a bare git repository as
-`origin`. Pushed data and experiments reach a fresh clone, which then has nothing to re-compute, and an
-experiment's MLflow run (on the shared store) is found by the experiment's tag. Tests run in file order."""
+`origin`. Pushed data and experiments reach a fresh clone, which then has nothing to re-compute; an
+experiment's MLflow run (on the shared store) is found by the experiment's tag, and a teammate re-runs it
+from its run id alone to the same bits. Tests run in file order."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import copy_built, run
+from conftest import copy_built, run, tool_env
 
 EXPERIMENT = "shared-l2"
 
@@ -70,3 +72,27 @@ def test_a_pushed_experiment_is_pulled_applied_and_needs_no_rerun_and_its_run_is
     assert [r.info.run_id for r in found] == [run_id]
     assert json.loads((carol / "models/mlflow_run.json").read_text())["run_id"] == run_id
     assert found[0].info.status == "FINISHED" and found[0].data.params["train.l2"] == "0.001"
+
+
+def test_a_teammate_reruns_the_pushed_experiment_from_its_run_id_to_the_same_bits(team, tmp_path):
+    """Dave has the run id from the team's store (Alice's, as above) and a fresh clone: `dvc exp pull`,
+    then `make rerun`, which restores the experiment, trains again and gets the logged weights to the bit."""
+    from mlflow.tracking import MlflowClient
+
+    shared_uri = f"sqlite:///{team['alice'] / 'mlflow.db'}"
+    shared = MlflowClient(shared_uri)
+    experiment = shared.get_experiment_by_name("softmax-regression").experiment_id
+    [pushed] = shared.search_runs([experiment], f"tags.`dvc.exp_name` = '{EXPERIMENT}'")
+    dave = clone(team, "dave")
+    run(["dvc", "exp", "pull", "origin", EXPERIMENT], dave)
+    assert "l2: 0.01 " in (dave / "params.yaml").read_text(), "the clone has the committed params"
+    result = run([sys.executable, "-m", "softmax_regression.rerun", pushed.info.run_id], dave,
+                 env=tool_env(MLFLOW_TRACKING_URI=shared_uri), timeout=600)
+    assert f"restored DVC experiment {EXPERIMENT}" in result.stderr, result.stderr
+    assert "rerun: the weights are the same, bit for bit" in result.stdout, result.stdout + result.stderr
+    assert "l2: 0.001 " in (dave / "params.yaml").read_text()
+    logged = shared.download_artifacts(pushed.info.run_id, "weights/model.safetensors", str(tmp_path))
+    assert (dave / "models/model.safetensors").read_bytes() == Path(logged).read_bytes()
+    again = json.loads((dave / "models/mlflow_run.json").read_text())["run_id"]
+    assert again != pushed.info.run_id and shared.get_run(again).info.status == "FINISHED", \
+        "the re-run is a run of its own, in the team's store"
