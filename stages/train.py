@@ -5,6 +5,8 @@ from functools import partial
 
 from softmax_regression.cli import run_stage
 from softmax_regression.config import TrackingParams, TrainParams, flatten, read_params, section
+from softmax_regression.store import check_reachable, tracking_uri
+from softmax_regression.tables import parquet_rows
 
 TRAIN, VAL, CLASSES = "data/split/train.parquet", "data/split/val.parquet", "data/split/classes.json"
 MODEL, COEFFICIENTS, RUN = "models/model.safetensors", "models/coefficients.csv", "models/mlflow_run.json"
@@ -16,20 +18,17 @@ def main() -> None:
     all_params = read_params()
     params = section(all_params, "train", TrainParams)
     experiment = section(all_params, "tracking", TrackingParams).experiment
-    # Every param is checked by now. torch costs seconds to import, so it comes after.
+    params.check_world_size(parquet_rows(TRAIN))
+    check_reachable(tracking_uri())
+    # Every param is checked by now, and the tracking server answers. torch and MLflow cost seconds to import,
+    # so they come after.
     import pandas as pd
 
     from softmax_regression.dataset import read_dataset
     from softmax_regression.files import write_csv, write_json
     from softmax_regression.launch import launch, torchrun_rank
     from softmax_regression.model import write_model
-    from softmax_regression.training import (
-        check_world_size,
-        coefficient_rows,
-        device_for,
-        kernel_level,
-        train_shard,
-    )
+    from softmax_regression.training import coefficient_rows, device_for, kernel_level, train_shard
 
     device = device_for(params.device)
     training = partial(launch, params.world_size, device, train_shard, params, TRAIN, VAL, CLASSES)
@@ -42,7 +41,6 @@ def main() -> None:
     from softmax_regression.figures import coefficient_heat_map  # matplotlib: rank 0 only
 
     tracking.connect()
-    check_world_size(params.world_size, TRAIN)
     example = read_dataset(TRAIN, CLASSES, rows=(0, 5))  # for the model's signature
     run_id = tracking.create_run(experiment, flatten(all_params), {"cpu_kernels": kernel_level()})
     with tracking.active_run(run_id):

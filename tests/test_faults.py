@@ -80,13 +80,18 @@ def test_unreachable_tracking_server_fails_fast_and_touches_nothing(repo):
     uri = f"http://127.0.0.1:{closed_port()}"
     for stage in ("train", "evaluate"):
         start = time.monotonic()
-        result = subprocess.run([sys.executable, f"stages/{stage}.py"], cwd=repo, capture_output=True, text=True,
-                                env=tool_env(MLFLOW_TRACKING_URI=uri, PYTHONPATH="src"), timeout=120)
+        result = subprocess.run([sys.executable, "-X", "importtime", f"stages/{stage}.py"], cwd=repo,
+                                capture_output=True, text=True, env=tool_env(MLFLOW_TRACKING_URI=uri, PYTHONPATH="src"),
+                                timeout=120)
         elapsed = time.monotonic() - start
+        lines = result.stderr.splitlines()
+        imported = {line.rsplit("|", 1)[-1].strip() for line in lines if line.startswith("import time:")}
+        stderr = "\n".join(line for line in lines if not line.startswith("import time:")).strip()
         assert result.returncode == 1
-        assert result.stderr.strip() == (f"error: MLflow tracking server {uri} (MLFLOW_TRACKING_URI) cannot be "
-                                          f"reached: " + result.stderr.split("reached: ")[1].strip())
-        assert "unset MLFLOW_TRACKING_URI" in result.stderr and "Traceback" not in result.stderr
+        assert stderr == (f"error: MLflow tracking server {uri} (MLFLOW_TRACKING_URI) cannot be "
+                          f"reached: " + stderr.split("reached: ")[1].strip())
+        assert "unset MLFLOW_TRACKING_URI" in stderr and "Traceback" not in stderr
+        assert not {"torch", "mlflow"} & imported, f"{stage} imported torch or MLflow before asking the server"
         assert elapsed < 30, f"{stage} took {elapsed:.0f} s to give up on a closed port"
     assert before == {name: (repo / name).read_bytes() for name in DETERMINISTIC_OUTPUTS}
 

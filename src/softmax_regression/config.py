@@ -85,6 +85,12 @@ class TrainParams:
         _require(self.eval_every >= 0, "train.eval_every", "an integer >= 0", self.eval_every)
         _require(self.world_size >= 1, "train.world_size", "an integer >= 1", self.world_size)
 
+    def check_world_size(self, rows: int) -> None:
+        """Every rank needs training rows of its own: world_size against the `rows` there are to train on."""
+        if self.world_size > rows:
+            raise ParamError(f"train.world_size is {self.world_size}, more than the {rows} training rows; "
+                             f"every rank needs rows of its own")
+
 
 @dataclass(frozen=True)
 class TrackingParams:

@@ -26,9 +26,9 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
 from softmax_regression.config import flatten
-from softmax_regression.errors import TrackingError
 from softmax_regression.files import file_md5
 from softmax_regression.lineage import baseline_params, changed_params, dvc_hash, git_commit, repo_root
+from softmax_regression.store import check_reachable, tracking_uri
 from softmax_regression.tables import parquet_rows
 
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
@@ -46,25 +46,6 @@ def connect() -> str:
     mlflow.set_tracking_uri(uri)  # which also exports MLFLOW_TRACKING_URI: tracking_uri() stays the same
     check_reachable(uri)
     return uri
-
-
-def tracking_uri() -> str:
-    """The user's MLFLOW_TRACKING_URI, else the repository's own store."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
-
-
-def check_reachable(uri: str, timeout: float = 5.0) -> None:
-    """A tracking server that cannot be reached is one clear error, before any work is done."""
-    if not uri.startswith(("http://", "https://")):
-        return
-    import requests
-
-    try:
-        requests.get(f"{uri.rstrip('/')}/health", timeout=timeout)
-    except requests.RequestException as e:
-        reason = type(e).__name__ if not str(e) else " ".join(str(e).split())[:200]
-        raise TrackingError(f"MLflow tracking server {uri} (MLFLOW_TRACKING_URI) cannot be reached: {reason}; "
-                            f"start it, or unset MLFLOW_TRACKING_URI to use the local store") from None
 
 
 def _artifact_location(uri: str) -> str | None:

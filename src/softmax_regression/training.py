@@ -117,14 +117,6 @@ def train_shard(ranks: Ranks, params: TrainParams, train_file: str | Path, val_f
     return Trained(model, result, curves, metrics, seconds)
 
 
-def check_world_size(world_size: int, train_file: str | Path) -> None:
-    """Every rank needs training rows of its own; checked before any process starts."""
-    n = parquet_rows(train_file)
-    if world_size > n:
-        raise ParamError(f"train.world_size is {world_size}, more than the {n} training rows; "
-                         f"every rank needs rows of its own")
-
-
 def train(data: Dataset, params: TrainParams, val: Dataset | None = None,
           progress: Callable[[int, float], None] | None = None, ranks: Ranks = ONE
           ) -> tuple[Model, Fit, Curves]:
