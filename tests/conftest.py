@@ -173,7 +173,7 @@ def repo(built: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 # tracking-server and sharing modules, a minute of real tools in three tests, came last.) The second needs no
 # `built`: its worker starts at once while the first worker builds it.
 LONGEST_FIRST = ["test_experiments.py", "test_distributed.py", "test_promote.py", "test_pipeline.py",
-                 "test_rerun.py", "test_faults.py", "test_tracking_server.py", "test_sharing.py", "test_serving.py"]
+                 "test_sharing.py", "test_faults.py", "test_rerun.py", "test_tracking_server.py", "test_serving.py"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
