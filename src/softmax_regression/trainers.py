@@ -120,27 +120,36 @@ class Manual(Rows):
         return self.W, self.b
 
 
-class Autograd(Manual):
-    """The same model and loss; gradients from `loss.backward()`, zeroed before each one."""
+class Autograd(Rows):
+    """The same model and loss; gradients from `loss.backward()`, zeroed before each one.
+
+    W is held as Wᵀ (k, d), as `torch.nn.Linear` holds it. Then backward forms ∂J/∂Wᵀ as (P − Y)ᵀX, the
+    product the manual gradient computes; held as (d, k), autograd forms Xᵀ(P − Y) instead, which MKL
+    runs 10–30 times slower on AMD CPUs (about 3 s against 0.1 s at 10⁶ × 100 float32).
+    """
 
     def __init__(self, X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, l2: float, ranks: Ranks = ONE,
                  n: int | None = None) -> None:
-        super().__init__(X, y, W0, b0, l2, ranks, n)
-        for p in self.params:
-            p.requires_grad_()
+        super().__init__(X, y, l2, ranks, n)
+        self.Wt = W0.T.clone(memory_format=torch.contiguous_format).requires_grad_()
+        self.b = b0.clone().requires_grad_()
+        self.params = [self.Wt, self.b]
 
     def loss_and_grad(self, rows: Tensor | None = None, batch: int | None = None) -> Tensor:
         X, y = self.batch(rows)
         for p in self.params:
             p.grad = None
-        loss = objective(X, y, self.W, self.b, self.l2, self.share(batch))
+        loss = objective(X, y, self.Wt.T, self.b, self.l2, self.share(batch))
         loss.backward()
         loss = loss.detach()
-        self.ranks.mean_(loss, self.W.grad, self.b.grad)
+        self.ranks.mean_(loss, self.Wt.grad, self.b.grad)
         return loss
 
+    def step_rule(self, lr: float, momentum: float) -> GradientStep:
+        return GradientStep(self.params, lr, momentum)
+
     def weights(self) -> tuple[Tensor, Tensor]:
-        return self.W.detach(), self.b.detach()
+        return self.Wt.detach().T.contiguous(), self.b.detach()
 
 
 class NN(Rows):
