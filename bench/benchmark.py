@@ -327,7 +327,7 @@ def data_parallel(rows: int, iterations: int) -> dict:
     from softmax_regression.tables import write_parquet
 
     X, y = synthetic(rows + rows // 4, seed=3)
-    out: dict = {"train_rows": rows, "iterations": iterations, "cpus": os.cpu_count(), "runs": []}
+    out: dict = {"train_rows": rows, "iterations": iterations, "cpu": cpu_model(), "cpus": os.cpu_count(), "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         table = pd.DataFrame(X.double().numpy(), columns=[f"x{j}" for j in range(FEATURES)]).assign(label=y.numpy())
@@ -361,6 +361,15 @@ def data_parallel(rows: int, iterations: int) -> dict:
         "final_loss_difference": abs(by[impl, opt, 1]["final_loss"] - by[impl, opt, 2]["final_loss"])}
         for impl, opt, _ in by}
     return out
+
+
+def cpu_model() -> str:
+    """The CPU's name (Linux's /proc/cpuinfo): MKL's speed, and some of its kernels', differ by vendor."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown"
 
 
 def rewrite_part(path: Path, key: str, value: dict) -> None:
@@ -411,7 +420,7 @@ def main() -> None:
         del X, y
 
     summary = ratios(rows)
-    report = {"machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    report = {"machine": {"cpu": cpu_model(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                           "python": platform.python_version(), "torch": torch.__version__},
               "settings": {"features": FEATURES, "classes": CLASSES, "l2": L2, "target_relative": TARGET,
                            "budget_s": args.budget, "learning_rates": LEARNING_RATES, "sgd_batch_size": 1000},
