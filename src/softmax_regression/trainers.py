@@ -196,9 +196,22 @@ Implementation = Manual | Autograd | NN
 IMPLEMENTATIONS: dict[Impl, Callable[..., Implementation]] = {"autograd": Autograd, "manual": Manual, "nn": NN}
 
 
-def gradient_descent(impl: Implementation, p: TrainParams, record: Callable[[int, Tensor], None]) -> bool:
+Rule = GradientStep | torch.optim.Optimizer
+Record = Callable[[int, Tensor], None]
+
+
+def step_rule(impl: Implementation, p: TrainParams) -> Rule:
+    """How train.optimizer turns gradients into steps, made before training is timed: the first torch.optim
+    optimizer in a process imports torch._dynamo (about 2.4 s), which is set-up, not training."""
+    if p.optimizer == "lbfgs":
+        # max_eval bounds the line search too: one evaluation at the start of the step, up to 25 in it.
+        return torch.optim.LBFGS(impl.params, lr=1, max_iter=1, max_eval=26, history_size=20,
+                                 tolerance_grad=p.tol, tolerance_change=0.0, line_search_fn="strong_wolfe")
+    return impl.step_rule(p.lr, p.momentum)
+
+
+def gradient_descent(impl: Implementation, p: TrainParams, rule: Rule, record: Record) -> bool:
     """Full batch: record J, stop if every gradient component is within train.tol, else step."""
-    rule = impl.step_rule(p.lr, p.momentum)
     for t in range(p.iterations):
         record(t, impl.loss_and_grad())
         if _max_gradient(impl) <= p.tol:
@@ -207,8 +220,7 @@ def gradient_descent(impl: Implementation, p: TrainParams, record: Callable[[int
     return False
 
 
-def stochastic_gradient_descent(impl: Implementation, p: TrainParams, record: Callable[[int, Tensor], None]
-                                ) -> bool:
+def stochastic_gradient_descent(impl: Implementation, p: TrainParams, rule: Rule, record: Record) -> bool:
     """Mini-batches of train.batch_size in an order shuffled by train.seed; an iteration is an epoch.
 
     J is recorded over all rows before each epoch; training stops once J changes by at most train.tol,
@@ -216,7 +228,6 @@ def stochastic_gradient_descent(impl: Implementation, p: TrainParams, record: Ca
     same shuffle of all n rows, and each computes the part of a batch that falls in its shard, so that
     the steps are those of one process.
     """
-    rule = impl.step_rule(p.lr, p.momentum)
     n, (start, stop) = impl.n, impl.ranks.shard(impl.n)
     generator = torch.Generator().manual_seed(p.seed)
     previous = math.inf
@@ -237,8 +248,8 @@ LBFGS_TOLERANCE_CHANGE = 1e-9
 RESOLUTION = 32  # ulps of J a step must be predicted to gain; J's rounding error reaches ~10 on Iris
 
 
-def lbfgs(impl: Implementation, p: TrainParams, record: Callable[[int, Tensor], None]) -> bool:
-    """torch.optim.LBFGS with a strong-Wolfe line search, one of its iterations per train iteration.
+def lbfgs(impl: Implementation, p: TrainParams, optimizer: torch.optim.LBFGS, record: Record) -> bool:
+    """torch.optim.LBFGS with a strong-Wolfe line search (`step_rule`), one of its iterations per train iteration.
 
     The line search chooses the step, so train.lr is not used. Stops once every gradient component is
     within train.tol, or when an iteration changes J by less than 1e-9 (torch's own tolerance_change):
@@ -250,9 +261,6 @@ def lbfgs(impl: Implementation, p: TrainParams, record: Callable[[int, Tensor], 
     ~1e-3 on Iris, while J stays put) — differently for each order of summation, so one process and N
     would end apart. All ranks hold the same averaged gradients, so they make the same decision.
     """
-    # max_eval bounds the line search too: one evaluation at the start of the step, up to 25 in it.
-    optimizer = torch.optim.LBFGS(impl.params, lr=1, max_iter=1, max_eval=26, history_size=20,
-                                  tolerance_grad=p.tol, tolerance_change=0.0, line_search_fn="strong_wolfe")
     group = optimizer.param_groups[0]
     state = optimizer.state[group["params"][0]]
     ulp = torch.finfo(impl.params[0].dtype).eps
@@ -270,7 +278,7 @@ def lbfgs(impl: Implementation, p: TrainParams, record: Callable[[int, Tensor], 
         previous = loss.item()
     return False
 
-OPTIMIZERS: dict[Optimizer, Callable[[Implementation, TrainParams, Callable[[int, Tensor], None]], bool]] = {
+OPTIMIZERS: dict[Optimizer, Callable[[Implementation, TrainParams, Rule, Record], bool]] = {
     "gd": gradient_descent, "lbfgs": lbfgs, "sgd": stochastic_gradient_descent}
 
 
@@ -300,9 +308,10 @@ def fit(X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, params: TrainParams,
         if callback is not None and callback(t, value, impl.weights):
             raise _Stop
 
+    rule = step_rule(impl, params)
     start = time.perf_counter()
     try:
-        converged = OPTIMIZERS[params.optimizer](impl, params, record)
+        converged = OPTIMIZERS[params.optimizer](impl, params, rule, record)
     except _Stop:
         converged = False
     W, b = impl.weights()
