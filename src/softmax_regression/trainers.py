@@ -34,6 +34,7 @@ class Fit:
     losses: Tensor  # (iterations run,) the objective at the weights each iteration started from
     converged: bool  # stopped on train.tol before train.iterations
     seconds: float = 0.0  # wall time of the iterations, set-up excluded
+    setup_seconds: float = 0.0  # making the implementation and its step rule (`step_rule`)
 
 
 def manual_loss_and_gradients(X: Tensor, y: Tensor, W: Tensor, b: Tensor, l2: float, n: float | None = None
@@ -296,6 +297,7 @@ def fit(X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, params: TrainParams,
     `callback(iteration, loss, weights)` sees J at the start of every iteration, and `weights()` gives
     (W, b) there; returning True stops training.
     """
+    setting_up = time.perf_counter()
     impl = IMPLEMENTATIONS[params.impl](X, y, W0, b0, params.l2, ranks, ranks.total(X.shape[0]))
     losses: list[float] = []
 
@@ -319,7 +321,8 @@ def fit(X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, params: TrainParams,
         raise TrainingDiverged(f"training diverged: the weights are not finite with train.lr={params.lr}; "
                                f"try a smaller train.lr")
     seconds = time.perf_counter() - start
-    return Fit(W.cpu(), b.cpu(), torch.tensor(losses, dtype=torch.float64), converged, seconds)
+    return Fit(W.cpu(), b.cpu(), torch.tensor(losses, dtype=torch.float64), converged, seconds,
+               start - setting_up)
 
 
 def _max_gradient(impl: Implementation) -> float:

@@ -96,7 +96,8 @@ class Trained:
     fit: Fit
     curves: Curves
     metrics: dict[str, float]  # train_metrics, the iterations run and whether train.tol stopped them
-    seconds: float  # training time, reading the data and starting processes excluded
+    seconds: float  # training time (scaling and iterations): reading the data, starting processes and
+    #                 setting up the optimizer (`Fit.setup_seconds`) excluded
 
 
 def train_shard(ranks: Ranks, params: TrainParams, train_file: str | Path, val_file: str | Path,
@@ -111,7 +112,7 @@ def train_shard(ranks: Ranks, params: TrainParams, train_file: str | Path, val_f
     with progress_bar(params.iterations, enabled=ranks.leader) as bar:
         start = time.perf_counter()
         model, result, curves = train(data, params, val, bar.show, ranks)
-        seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - start - result.setup_seconds
     metrics = train_metrics(model, data, params.l2, ranks)
     metrics |= {"iterations_run": len(result.losses), "converged": int(result.converged)}
     return Trained(model, result, curves, metrics, seconds)
