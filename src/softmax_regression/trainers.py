@@ -97,6 +97,10 @@ class Rows:
         """What this rank divides its cross-entropy sum by, so that the mean over ranks is J: batch / N."""
         return (self.n if batch is None else batch) / self.ranks.size
 
+    def step_rule(self, lr: float, momentum: float) -> GradientStep | torch.optim.Optimizer:
+        """How gd and sgd step `self.params` (each implementation's weights): written out here; nn's own."""
+        return GradientStep(self.params, lr, momentum)
+
 
 class Manual(Rows):
     """Forward pass, loss and gradients by hand; no autograd anywhere."""
@@ -113,9 +117,6 @@ class Manual(Rows):
         self.W.grad, self.b.grad = dW, db
         self.ranks.mean_(loss, self.W.grad, self.b.grad)
         return loss
-
-    def step_rule(self, lr: float, momentum: float) -> GradientStep:
-        return GradientStep(self.params, lr, momentum)
 
     def weights(self) -> tuple[Tensor, Tensor]:
         return self.W, self.b
@@ -145,9 +146,6 @@ class Autograd(Rows):
         loss = loss.detach()
         self.ranks.mean_(loss, self.Wt.grad, self.b.grad)
         return loss
-
-    def step_rule(self, lr: float, momentum: float) -> GradientStep:
-        return GradientStep(self.params, lr, momentum)
 
     def weights(self) -> tuple[Tensor, Tensor]:
         return self.Wt.detach().T.contiguous(), self.b.detach()
