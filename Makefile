@@ -30,7 +30,7 @@ test: $(STAMP)
 ui: $(STAMP)
 	python -m softmax_regression.ui
 
-# The three implementations on the same params, two at a time, as one table. ARGS='-S train.optimizer=lbfgs'
+# The three implementations on the same params, all at once, as one table. ARGS='-S train.optimizer=lbfgs'
 compare: $(STAMP)
 	python -m softmax_regression.compare $(ARGS)
 

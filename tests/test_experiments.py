@@ -34,8 +34,8 @@ def runs_of(repo: Path) -> list:
 
 @pytest.fixture(scope="module")
 def compared(built, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
-    """A copy after `make run` (its run in the store), then `python -m softmax_regression.compare` (2
-    workers): `manual` is the workspace's own params, so that experiment has nothing to run."""
+    """A copy after `make run` (its run in the store), then `python -m softmax_regression.compare` (a queue
+    worker per experiment): `manual` is the workspace's own params, so that experiment has nothing to run."""
     repo = copy_built(built, tmp_path_factory.mktemp("compare") / "repo")
     result = run([sys.executable, "-m", "softmax_regression.compare"], repo, timeout=600)
     return repo, result
@@ -74,7 +74,7 @@ def test_compare_returns_only_when_its_queue_workers_have_ended(compared):
             os.kill(info["pid"], 0)
 
 
-def test_two_workers_make_exactly_one_finished_run_per_experiment_that_trains(compared):
+def test_workers_side_by_side_make_exactly_one_finished_run_per_experiment_that_trains(compared):
     repo, _ = compared
     runs = runs_of(repo)
     names = sorted(r.data.tags.get("dvc.exp_name", "") for r in runs)
@@ -93,6 +93,23 @@ def test_two_workers_make_exactly_one_finished_run_per_experiment_that_trains(co
         assert r.data.tags["dvc.raw_data"] == "data/Iris.csv" and len(r.data.tags["dvc.raw_data_md5"]) == 32
         inputs = client(repo).get_run(r.info.run_id).inputs.dataset_inputs
         assert inputs and inputs[0].dataset.digest and inputs[0].tags[0].value == "training"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["-S", "train.lr"], ("`dvc exp run --queue -n autograd-* -S train.impl=autograd -S train.lr` failed: Error "
+                          "parsing override 'train.lr'")),
+    (["-S", "nosuch.key=1"], ("`dvc exp run --queue -n autograd-* -S train.impl=autograd -S nosuch.key=1` failed: "
+                              "Invalid `--set-param` value: Could not override 'nosuch.key': Key 'nosuch' is not in "
+                              "struct")),
+])
+def test_a_bad_setting_is_one_line_and_queues_nothing(repo, args, message):
+    """A setting DVC cannot apply stops `make compare` before any experiment is queued (`repo`: a copy after
+    `make run`, shared by the module's tests that leave no experiment behind)."""
+    result = run([sys.executable, "-m", "softmax_regression.compare", *args], repo, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and re.fullmatch(re.escape(f"error: {message}").replace(r"\*", r"\d{4}-\d{6}"), lines[0]), lines
+    assert "Queued" not in run(["dvc", "queue", "status"], repo).stdout
 
 
 def test_two_processes_on_a_new_store_make_one_experiment(tmp_path):
@@ -202,14 +219,16 @@ def test_predict_applies_the_model_to_a_new_csv(compared, tmp_path):
 CHROMIUM = shutil.which("chromium")
 
 
-def browse(url: str, out: Path, expect: list[str], size: str = "1600,1000", attempts: int = 4) -> str:
+def browse(url: str, out: Path, expect: list[str], size: str = "1600,1000", attempts: int = 4,
+           budget: int = 20000) -> str:
     """What a person sees at `url`: headless Chromium (the Debian package) saves a screenshot to `out` and
     returns the rendered HTML, once every text in `expect` is in it (the page fills in as its requests
-    return: each look waits longer, up to `attempts` looks); else the last look's HTML."""
+    return: each look waits `budget` ms of the page's time longer, up to `attempts` looks); else the last
+    look's HTML."""
     for attempt in range(1, attempts + 1):
         flags = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--hide-scrollbars",
-                 f"--window-size={size}", f"--virtual-time-budget={20000 * attempt}"]
+                 f"--window-size={size}", f"--virtual-time-budget={budget * attempt}"]
         dom = subprocess.run([CHROMIUM, *flags, f"--screenshot={out}", "--dump-dom", url], capture_output=True,
                              text=True, timeout=300, check=True).stdout
         if all(text in dom for text in expect) or attempt == attempts:
@@ -257,7 +276,7 @@ def test_make_ui_opens_on_the_runs_with_names_that_tell_them_apart(compared, tmp
             assert f">{name}<" in table, f"run {name!r} not on the page; see {tmp_path}"
         assert "Model training" in table and "val_log_loss" in table and "Detect issues" not in table
         charts = browse(address + "&compareRunsMode=CHART", tmp_path / "charts.png", ["train_loss", "log_loss/val"],
-                        size="1600,4000")
+                        size="1600,4000", budget=40000)  # at 20 s of page time the charts were not drawn yet, at 40 s they were
         assert "train_loss" in charts and "log_loss/val" in charts, f"no loss charts; see {tmp_path}"
         server = descendants(process.pid)
         assert len(server) == 1 and "uvicorn" in server[0], f"one server process and no MLflow job runner: {server}"

@@ -1,5 +1,5 @@
 """The standard comparison: the three implementations on the same params, as queued DVC experiments run
-two at a time, then one table from their MLflow runs.
+all at once (one queue worker each), then one table from their MLflow runs.
 
     make compare                                   # = python -m softmax_regression.compare
     python -m softmax_regression.compare -S train.optimizer=lbfgs -S train.tol=1e-5
@@ -11,20 +11,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
-import io
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from softmax_regression.cli import run_stage, text_table
 from softmax_regression.config import Impl, choices
 from softmax_regression.errors import PipelineError
 from softmax_regression.lineage import repo_root
+
+T = TypeVar("T")
 
 WORKERS = Path(".dvc", "tmp", "exps", "celery")  # DVC 3.x keeps each queue worker's pid and exit code here
 COLUMNS = ("implementation", "final train loss", "train accuracy", "val log-loss", "val accuracy", "train time (s)",
@@ -37,20 +39,29 @@ def queue_and_run(stamp: str, settings: list[str], jobs: int, timeout: float = 1
     ingest and split, the same for the three, run once here first, so that the experiments find their
     outputs in DVC's cache: DVC 3.67's workers building one stage's outputs at the same time can fail
     ("unable to remove … without a confirmation"). When a setting changes ingest or split, the
-    experiments run one at a time instead.
+    experiments run one at a time instead. The three are queued through DVC's Python API, in this
+    process: a `dvc exp run --queue` each took 2.6 s, mostly starting DVC.
+
+    `jobs` (default: one per experiment) caps the experiments at once. With fewer workers than
+    experiments, a worker must take a second one when its first ends, and DVC 3.67's workers were seen to
+    stop instead, the experiment still queued, so that it ran only after the others (run_queue): on 2
+    cores, the three `train.lr=0.05` experiments took 77 and 98 s two at a time, 67 and 72 s all at once.
     """
+    from dvc.repo import Repo
+
     if any(setting.startswith(("ingest.", "split.")) for setting in settings):
         jobs = 1
     else:
-        _dvc(["dvc", "repro", "split"])
+        _dvc_command(["dvc", "repro", "split"])  # a process of its own: the stages print on its stdout
     names = []
-    for impl in choices(Impl):
-        name = f"{impl}-{stamp}"  # the implementation first: MLflow's runs table shows a name's start
-        cmd = ["dvc", "exp", "run", "--queue", "-n", name, "-S", f"train.impl={impl}"]
-        for setting in settings:
-            cmd += ["-S", setting]
-        _dvc(cmd)
-        names.append(name)
+    with Repo(str(repo_root())) as repo:
+        for impl in choices(Impl):
+            name = f"{impl}-{stamp}"  # the implementation first: MLflow's runs table shows a name's start
+            params = [f"train.impl={impl}", *settings]
+            command = " ".join(["dvc exp run --queue -n", name, *(f"-S {p}" for p in params)])
+            _dvc_api(command, repo.experiments.run, params=params, queue=True, name=name)
+            print(f"Queued experiment '{name}' for future execution.", file=sys.stderr)
+            names.append(name)
     run_queue(names, jobs, timeout)
     return names
 
@@ -168,10 +179,10 @@ def run_ids(names: list[str]) -> dict[str, str]:
     Not the run tagged with the experiment's name: an experiment whose params are the workspace's finds
     every stage up to date and trains nothing, so its numbers are those of the run that made the outputs.
     """
-    shown = subprocess.run(["dvc", "exp", "show", "--csv"], capture_output=True, text=True, timeout=300)
-    if shown.returncode != 0:
-        raise PipelineError(f"`dvc exp show --csv` failed: {(shown.stderr.strip() or '(no output)').splitlines()[-1]}")
-    ids = {row["Experiment"]: row.get("run_id", "") for row in csv.DictReader(io.StringIO(shown.stdout))}
+    import dvc.api
+
+    shown = _dvc_api("dvc exp show", dvc.api.exp_show, repo=str(repo_root()))
+    ids = {row["Experiment"]: row.get("run_id") or "" for row in shown}
     missing = [name for name in names if not ids.get(name)]
     if missing:
         raise PipelineError(f"experiment {missing[0]} has no MLflow run id; `dvc queue logs {missing[0]}` says why")
@@ -201,18 +212,35 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-S", "--set-param", action="append", default=[], metavar="KEY=VALUE",
                         help="a params.yaml setting shared by the three experiments, as for dvc exp run -S")
-    parser.add_argument("-j", "--jobs", type=int, default=2, help="experiments at once (default: %(default)s)")
+    parser.add_argument("-j", "--jobs", type=int, default=len(choices(Impl)),
+                        help="experiments at once (default: %(default)s, all)")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be 1 or more, not {args.jobs}")
     names = queue_and_run(time.strftime("%m%d-%H%M%S"), args.set_param, args.jobs)
     print(text_table(COLUMNS, table(names)))
 
 
-def _dvc(cmd: list[str]) -> None:
+def _dvc_command(cmd: list[str]) -> None:
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         last = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:] or ["(no output)"]
         raise PipelineError(f"`{' '.join(cmd)}` failed: {last[0]}")
-    print(result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "", file=sys.stderr)
+
+
+def _dvc_api(command: str, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """`call`, one of DVC's Python functions, doing what `command` does; its errors as one line."""
+    from dvc.exceptions import DvcException
+    from hydra.errors import HydraException  # DVC parses `-S` with Hydra's override grammar
+
+    try:
+        return call(*args, **kwargs)
+    except (DvcException, HydraException) as e:
+        causes = []  # "Invalid `--set-param` value", then why: the first line of each, as DVC's CLI says it
+        while e is not None:
+            causes += [line.rstrip(".") for line in str(e).strip().splitlines()[:1]]
+            e = e.__cause__
+        raise PipelineError(f"`{command}` failed: {': '.join(causes)}") from None
 
 
 def _fmt(value: float | None, spec: str) -> str:
