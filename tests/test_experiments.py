@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from softmax_regression.predict import predict_csv
+
 from conftest import IRIS, copy_built, free_port, live_processes, run, tool_env
 
 
@@ -171,7 +173,7 @@ def logged_weights(repo: Path, run_id: str, folder: Path) -> str:
 def test_every_implementations_model_answers_as_make_predict(compared, tmp_path):
     """`mlflow models predict` on a CSV (one real round trip: the three models share one pyfunc), and each
     implementation's logged model loaded in-process: the same table as `make predict`'s on the run's
-    weights, to the bit."""
+    weights, to the bit (its `predict_csv`, here in-process: the command itself is the next test's)."""
     import mlflow
 
     repo, result = compared
@@ -183,8 +185,7 @@ def test_every_implementations_model_answers_as_make_predict(compared, tmp_path)
     for i, (impl, run_id) in enumerate(sorted(logged_runs(result).items())):
         r = client(repo).get_run(run_id)
         assert r.data.params["train.impl"] == impl
-        run([sys.executable, "-m", "softmax_regression.predict", str(tmp_path / "in.csv"), "--model",
-             logged_weights(repo, run_id, tmp_path), "--output", str(tmp_path / "expected.csv")], repo)
+        predict_csv(logged_weights(repo, run_id, tmp_path), str(tmp_path / "in.csv"), str(tmp_path / "expected.csv"))
         expected = pd.read_csv(tmp_path / "expected.csv")
         if i == 0:
             out = run(["mlflow", "models", "predict", "-m", f"runs:/{run_id}/model", "-i",

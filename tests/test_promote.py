@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from softmax_regression.predict import predict_csv
 from softmax_regression.promote import Decision, Entry, best, decide
 
 from conftest import IRIS, copy_built, free_port, run, serve, tool_env
@@ -151,8 +152,7 @@ def test_the_champion_is_served_and_answers_as_make_predict(repo, tmp_path):
     model = registry(repo).download_artifacts(version.run_id, "weights/model.safetensors", str(tmp_path))
     rows = pd.read_csv(IRIS).sample(n=9, random_state=5)
     rows.to_csv(tmp_path / "rows.csv", index=False)
-    run([sys.executable, "-m", "softmax_regression.predict", str(tmp_path / "rows.csv"), "--model", model,
-         "--output", str(tmp_path / "expected.csv")], repo)
+    predict_csv(model, str(tmp_path / "rows.csv"), str(tmp_path / "expected.csv"))  # `make predict`'s, in-process
     port = free_port()
     server = serve([sys.executable, "-m", "softmax_regression.serve", "--port", str(port)],
                    f"http://127.0.0.1:{port}/ping", tool_env(), cwd=repo)
