@@ -105,8 +105,8 @@ def test_workers_side_by_side_make_exactly_one_finished_run_per_experiment_that_
                               "struct")),
 ])
 def test_a_bad_setting_is_one_line_and_queues_nothing(repo, args, message):
-    """A setting DVC cannot apply stops `make compare` before any experiment is queued (`repo`: a copy after
-    `make run`, shared by the module's tests that leave no experiment behind)."""
+    """A setting DVC cannot apply stops `make compare` at the first experiment, before it is queued (`repo`:
+    the module's copy after `make run`, which these two leave as they found it)."""
     result = run([sys.executable, "-m", "softmax_regression.compare", *args], repo, check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
