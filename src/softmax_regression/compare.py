@@ -43,9 +43,10 @@ def queue_and_run(stamp: str, settings: list[str], jobs: int, timeout: float = 1
     process: a `dvc exp run --queue` each took 2.6 s, mostly starting DVC.
 
     `jobs` (default: one per experiment) caps the experiments at once. With fewer workers than
-    experiments, a worker must take a second one when its first ends, and DVC 3.67's workers were seen to
-    stop instead, the experiment still queued, so that it ran only after the others (run_queue): on 2
-    cores, the three `train.lr=0.05` experiments took 77 and 98 s two at a time, 67 and 72 s all at once.
+    experiments, a worker must take a second one when its first ends, and one of two DVC 3.67 workers was
+    seen to stop instead (treeverse/dvc#10562), the experiment left queued until the other worker was
+    free: on 2 cores, the three `train.lr=0.05` experiments took 77 and 98 s two at a time, 67 and 72 s
+    all at once.
     """
     from dvc.repo import Repo
 
