@@ -81,6 +81,9 @@ class GradientStep:
             p.sub_(self.lr * step)
 
 
+Rule = GradientStep | torch.optim.Optimizer  # how gd, sgd and lbfgs step the weights
+
+
 class Rows:
     """What every implementation holds: X (m, d), y (m,), this rank's rows, of n rows on all ranks
     (m = n on one process). `loss_and_grad(rows, batch)` returns J over a batch and leaves its gradient
@@ -97,7 +100,7 @@ class Rows:
         """What this rank divides its cross-entropy sum by, so that the mean over ranks is J: batch / N."""
         return (self.n if batch is None else batch) / self.ranks.size
 
-    def step_rule(self, lr: float, momentum: float) -> GradientStep | torch.optim.Optimizer:
+    def step_rule(self, lr: float, momentum: float) -> Rule:
         """How gd and sgd step `self.params` (each implementation's weights): written out here; nn's own."""
         return GradientStep(self.params, lr, momentum)
 
@@ -195,7 +198,6 @@ Implementation = Manual | Autograd | NN
 IMPLEMENTATIONS: dict[Impl, Callable[..., Implementation]] = {"autograd": Autograd, "manual": Manual, "nn": NN}
 
 
-Rule = GradientStep | torch.optim.Optimizer
 Record = Callable[[int, Tensor], None]
 
 
