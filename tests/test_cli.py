@@ -8,6 +8,7 @@ import sys
 
 from softmax_regression.cli import cpu_kernels
 from softmax_regression.compare import shared_cores
+from softmax_regression.errors import interrupted
 from softmax_regression.training import progress_bar
 
 
@@ -43,14 +44,22 @@ def test_cpu_kernels_are_held_at_avx2_only_where_the_cpu_has_it(tmp_path):
 
 
 STAGE = """
-import atexit, sys
+import atexit, os, signal, sys, time
 from softmax_regression.cli import run_stage
 from softmax_regression.errors import DataError
 atexit.register(lambda: print("exit handler ran"))
+class TermOnNaming:  # SIGTERM while a class is made, as while a module such as MLflow's is imported
+    def __set_name__(self, owner, name):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)  # the handler runs here
 def main():
     print("written, not yet flushed", end="; ")
     if sys.argv[1] == "fail":
         raise DataError("column 'x' is missing")
+    if sys.argv[1] == "terminate":
+        type("Owner", (), {"attribute": TermOnNaming()})
+    if sys.argv[1] == "bug":
+        raise RuntimeError("not an expected error")
 run_stage(main)
 """
 
@@ -61,6 +70,36 @@ def test_a_stage_exits_at_once_but_runs_its_exit_handlers_and_flushes_its_output
     bad = subprocess.run([sys.executable, "-c", STAGE, "fail"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and bad.stdout == "written, not yet flushed; exit handler ran\n"
     assert bad.stderr == "error: column 'x' is missing\n"
+
+
+def test_sigterm_anywhere_is_one_line_even_when_python_wraps_it():
+    """Python 3.11 turns an exception raised while a class is made into a RuntimeError caused by it: a SIGTERM
+    that lands in an import (a busy machine, a slow start) came out as a traceback."""
+    stopped = subprocess.run([sys.executable, "-c", STAGE, "terminate"], capture_output=True, text=True, timeout=60)
+    assert stopped.returncode == 130, stopped.stderr
+    assert stopped.stderr == "error: interrupted; outputs written so far are complete, the rest untouched\n"
+    assert stopped.stdout == "written, not yet flushed; exit handler ran\n"
+    bug = subprocess.run([sys.executable, "-c", STAGE, "bug"], capture_output=True, text=True, timeout=60)
+    assert bug.returncode == 1 and "Traceback" in bug.stderr, "an unexpected error keeps its traceback"
+
+
+def test_an_interrupt_is_found_through_the_exceptions_it_caused():
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as e:
+            raise RuntimeError("Error calling __set_name__") from e
+    except RuntimeError as e:
+        wrapped = e
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise OSError("cleanup failed")  # not `from`: the implicit context is the point
+    except OSError as e:
+        during = e
+    assert interrupted(KeyboardInterrupt()) and interrupted(wrapped) and interrupted(during)
+    assert not interrupted(RuntimeError("a bug")) and not interrupted(ValueError("x"))
 
 
 def test_experiments_run_at_once_share_the_cores_unless_the_user_says_otherwise(monkeypatch):

@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from softmax_regression.errors import PipelineError
+from softmax_regression.errors import PipelineError, interrupted
 
 # Set before MLflow is imported (it reads them then): nothing phones home, and a server that does not answer
 # fails the stage in seconds, not after minutes of retries. A user's own settings win.
@@ -30,7 +30,9 @@ def run_stage(main: Callable[[], None]) -> None:
     except PipelineError as e:
         print(f"error: {e}", file=sys.stderr)
         exit_now(1)
-    except KeyboardInterrupt:
+    except BaseException as e:
+        if not interrupted(e):
+            raise
         print("error: interrupted; outputs written so far are complete, the rest untouched", file=sys.stderr)
         exit_now(130)
     exit_now(0)

@@ -26,6 +26,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
 from softmax_regression.config import flatten
+from softmax_regression.errors import interrupted
 from softmax_regression.files import file_md5
 from softmax_regression.lineage import baseline_params, changed_params, dvc_hash, git_commit, repo_root
 from softmax_regression.store import check_reachable, tracking_uri
@@ -77,7 +78,7 @@ def failing_marks_run(run_id: str) -> Iterator[None]:
     try:
         yield
     except BaseException as e:
-        status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
+        status = "KILLED" if interrupted(e) else "FAILED"
         client = MlflowClient()
         client.set_tag(run_id, ERROR_TAG, (str(e) or type(e).__name__)[:5000])
         client.set_terminated(run_id, status)
