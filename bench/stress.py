@@ -5,7 +5,10 @@ any order; this makes the machine busy (two spinning processes per core) and run
 the named rank and its message, each ROUNDS times, in one pytest session. It prints one line per test and
 a last line `stress: N of N rounds passed`, and exits non-zero if any round failed.
 
-    python bench/stress.py [--rounds 20] [--hogs 4]
+    python bench/stress.py [--rounds 20] [--hogs 4] [TEST ...]
+
+Any other test can be put through the same (TEST as pytest names it, e.g.
+tests/test_faults.py::test_a_killed_train_stage_leaves_whole_files_and_the_next_repro_recovers).
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--hogs", type=int, default=2 * (os.cpu_count() or 1), help="spinning processes")
+    parser.add_argument("tests", nargs="*", default=TESTS, metavar="TEST",
+                        help="(default: the rank-failure tests of tests/test_distributed.py)")
     args = parser.parse_args()
     os.chdir(ROOT)
     hogs = [multiprocessing.Process(target=spin, daemon=True) for _ in range(args.hogs)]
@@ -67,7 +72,7 @@ def main() -> int:
     plugin = Repeat(args.rounds)
     start = time.monotonic()
     try:
-        code = pytest.main([*TESTS, "-q", "-p", "no:cacheprovider"], plugins=[plugin])
+        code = pytest.main([*args.tests, "-q", "-p", "no:cacheprovider"], plugins=[plugin])
     finally:
         for hog in hogs:
             hog.kill()
