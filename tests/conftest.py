@@ -171,9 +171,11 @@ def repo(built: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 # pytest-xdist deals whole modules to its workers in collection order, and one dealt out last would run alone
 # while the other worker idles. (By default it deals the modules with the most tests first, so the
 # tracking-server and sharing modules, a minute of real tools in three tests, came last.) The second needs no
-# `built`: its worker starts at once while the first worker builds it.
+# `built`: its worker starts at once while the first worker builds it. The modules of a second or less go last,
+# to even out the end.
 LONGEST_FIRST = ["test_experiments.py", "test_distributed.py", "test_promote.py", "test_pipeline.py",
-                 "test_sharing.py", "test_faults.py", "test_rerun.py", "test_tracking_server.py", "test_serving.py"]
+                 "test_sharing.py", "test_faults.py", "test_rerun.py", "test_tracking_server.py", "test_serving.py",
+                 "test_bad_input.py", "test_trainers.py", "test_dvc_yaml.py", "test_optimum.py"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
