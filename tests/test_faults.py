@@ -129,7 +129,9 @@ def test_a_killed_train_stage_leaves_whole_files_and_the_next_repro_recovers(rep
         stage.send_signal(sig)
         _, stderr = stage.communicate(timeout=60)
         assert "Traceback" not in stderr, stderr
-        statuses += [r.info.status for r in mlflow_runs(repo)[:1]]
+        latest = mlflow_runs(repo)[0]
+        statuses.append(latest.info.status)
+        assert latest.data.tags.get("error") == (None if sig == signal.SIGKILL else "interrupted (Ctrl-C or SIGTERM)")
         model = repo / "models/model.safetensors"
         if model.exists():
             assert set(load_file(model)) == {"W", "b", "mean", "scale"}

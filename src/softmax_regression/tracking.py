@@ -34,6 +34,7 @@ from softmax_regression.tables import parquet_rows
 
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
 ERROR_TAG = "error"
+INTERRUPTED = "interrupted (Ctrl-C or SIGTERM)"
 EVALUATED_TAG = "evaluated"
 # MLflow's UI opens an experiment of this kind on its runs table ("Model training"), not on GenAI traces
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
@@ -74,14 +75,16 @@ def experiment_id(name: str) -> str:
 
 @contextmanager
 def failing_marks_run(run_id: str) -> Iterator[None]:
-    """Any exception in the block ends the run FAILED (KILLED on Ctrl-C), with the message as a tag."""
+    """Any exception in the block ends the run FAILED (KILLED on Ctrl-C or SIGTERM), with the message as a
+    tag."""
     try:
         yield
     except BaseException as e:
-        status = "KILLED" if interrupted(e) else "FAILED"
+        stopped = interrupted(e)  # the message of an interrupt Python wrapped would name the wrapper
+        message = INTERRUPTED if stopped else str(e) or type(e).__name__
         client = MlflowClient()
-        client.set_tag(run_id, ERROR_TAG, (str(e) or type(e).__name__)[:5000])
-        client.set_terminated(run_id, status)
+        client.set_tag(run_id, ERROR_TAG, message[:5000])
+        client.set_terminated(run_id, "KILLED" if stopped else "FAILED")
         raise
 
 
