@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from softmax_regression.compare import busy_workers
 from softmax_regression.predict import predict_csv
 
 from conftest import IRIS, copy_built, free_port, live_processes, run, tool_env
@@ -308,3 +309,21 @@ def serve_ready(url: str, process: subprocess.Popen, log: Path, timeout: float =
             if process.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"mlflow ui did not start: {log.read_text()[-2000:]}") from None
             time.sleep(0.5)
+
+
+class _Queue:
+    def __init__(self, reply: bytes):
+        self.reply = reply
+
+    def worker_status(self):
+        from kombu.utils.json import loads
+
+        return loads(self.reply)  # what kombu's filesystem transport does with a reply file
+
+
+def test_a_worker_reply_read_before_it_is_written_counts_as_no_answer():
+    """kombu reads the workers' reply files without the writer's lock (celery/kombu#1551): an empty or
+    half-written one raised a JSONDecodeError out of `make compare` on a loaded machine. It is no answer."""
+    assert busy_workers(_Queue(b'{"w1": [{"id": "t"}], "w2": []}')) == 1
+    assert busy_workers(_Queue(b"")) == 0
+    assert busy_workers(_Queue(b'{"w1": [{"id"')) == 0

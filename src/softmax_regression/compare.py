@@ -170,8 +170,21 @@ def queue_status() -> tuple[dict[str, str], int]:
     with Repo(str(repo_root())) as repo:
         queue = repo.experiments.celery_queue
         status = {task.get("name") or task["rev"][:7]: task["status"] for task in queue.status()}
-        active = sum(1 for task in queue.worker_status().values() if task)
+        active = busy_workers(queue)
     return status, active
+
+
+def busy_workers(queue: Any) -> int:
+    """The number of queue workers busy with an experiment, or 0 when their answer cannot be read.
+
+    The workers answer through files (kombu's filesystem transport), which kombu reads without waiting for
+    the writer's lock: on a busy machine it can read a reply that is not written yet, and raise a
+    JSONDecodeError (celery/kombu#1551; seen here on 2 loaded cores). The answer is only a hint for
+    `run_queue`, which also reads the worker processes, and it asks again 2 s later."""
+    try:
+        return sum(1 for task in queue.worker_status().values() if task)
+    except json.JSONDecodeError:
+        return 0
 
 
 def run_ids(names: list[str]) -> dict[str, str]:
