@@ -83,6 +83,53 @@ def test_sigterm_anywhere_is_one_line_even_when_python_wraps_it():
     assert bug.returncode == 1 and "Traceback" in bug.stderr, "an unexpected error keeps its traceback"
 
 
+DEFERRED = """
+import signal
+from softmax_regression import interrupts
+
+interrupts.install()
+
+def steps(*names):
+    try:
+        for name in names:
+            if name in ("SIGINT", "SIGTERM"):
+                signal.raise_signal(getattr(signal, name))  # its handler has run when this returns
+            elif name == "raise_pending":
+                interrupts.raise_pending()
+            print(name, end=" ")
+    except KeyboardInterrupt:
+        print("interrupted", end=" ")
+        raise
+
+for case in (["SIGTERM", "call done"], ["SIGINT", "call done"], ["SIGTERM", "SIGTERM", "not reached"],
+             ["SIGTERM", "raise_pending", "not reached"], ["nested", "SIGTERM", "inner call done"]):
+    try:
+        with interrupts.deferred():
+            if case[0] == "nested":
+                with interrupts.deferred():
+                    steps(*case)
+                print("outer call done", end=" ")
+            else:
+                steps(*case)
+    except KeyboardInterrupt:
+        print("| raised", end=" ")
+    print()
+signal.raise_signal(signal.SIGTERM)
+"""
+
+
+def test_an_interrupt_in_a_deferred_block_is_raised_when_it_ends_and_a_second_one_at_once():
+    result = subprocess.run([sys.executable, "-c", DEFERRED], capture_output=True, text=True, timeout=60)
+    assert [line.strip() for line in result.stdout.splitlines()] == [
+        "SIGTERM call done | raised",
+        "SIGINT call done | raised",
+        "SIGTERM interrupted | raised",
+        "SIGTERM interrupted | raised",
+        "nested SIGTERM inner call done outer call done | raised",
+    ], result.stderr
+    assert result.returncode != 0 and "KeyboardInterrupt" in result.stderr, "outside a block: at once"
+
+
 def test_an_interrupt_is_found_through_the_exceptions_it_caused():
     try:
         try:

@@ -148,6 +148,41 @@ def test_a_killed_train_stage_leaves_whole_files_and_the_next_repro_recovers(rep
     assert not list(repo.rglob("*.partial"))
 
 
+# The train stage, with SIGTERM sent to itself while MLflow is between running a query and fetching its rows:
+# after the first dataset input is written, at the next SELECT (MLflow reading the run back). An interrupt raised
+# there left the sqlite connection holding its read lock, and marking the run KILLED then waited out MLflow's
+# 20 s busy timeout, twice, with a "database is locked" traceback each time.
+INTERRUPTED_MID_QUERY = """
+import os, runpy, signal, sys
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+seen = []
+
+@event.listens_for(Engine, "after_cursor_execute")
+def interrupt_mid_query(conn, cursor, statement, parameters, context, executemany):
+    if statement.startswith("INSERT INTO inputs"):
+        seen.append("input")
+    elif seen == ["input"] and statement.lstrip().startswith("SELECT"):
+        seen.append("interrupted")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+sys.argv = ["stages/train.py"]
+runpy.run_path("stages/train.py", run_name="__main__")
+"""
+
+
+def test_an_interrupt_in_the_middle_of_an_mlflow_query_waits_for_it_and_marks_the_run_killed(repo):
+    known = {r.info.run_id for r in mlflow_runs(repo)}
+    result = run([sys.executable, "-c", INTERRUPTED_MID_QUERY], repo, env=tool_env(PYTHONPATH="src"), check=False)
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.strip() == "error: interrupted; outputs written so far are complete, the rest untouched"
+    (latest,) = [r for r in mlflow_runs(repo) if r.info.run_id not in known]
+    assert latest.info.status == "KILLED"
+    assert latest.data.tags.get("error") == "interrupted (Ctrl-C or SIGTERM)"
+    assert latest.info.end_time is not None
+
+
 def test_divergence_stops_the_stage_and_fails_the_mlflow_run(repo):
     """Last in this module: it leaves the copy with a failed stage."""
     result = run(["dvc", "exp", "run", "-S", "train.lr=1000"], repo, check=False)

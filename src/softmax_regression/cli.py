@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import atexit
 import os
-import signal
 import sys
 from collections.abc import Callable, Sequence
 
+from softmax_regression import interrupts
 from softmax_regression.errors import PipelineError, interrupted
 
 # Set before MLflow is imported (it reads them then): nothing phones home, and a server that does not answer
@@ -21,10 +21,11 @@ OFFLINE = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main, offline, with the CPU kernels held at one level (`cpu_kernels`). SIGTERM is
     treated like Ctrl-C, so that cleanup (an MLflow run marked KILLED, temporary files removed) happens
-    either way. Once main is done, the process exits at once (`exit_now`)."""
+    either way, and neither lands in the middle of a call to MLflow (`interrupts`). Once main is done, the
+    process exits at once (`exit_now`)."""
     for key, value in {**OFFLINE, **cpu_kernels()}.items():
         os.environ.setdefault(key, value)
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupts.install()
     try:
         main()
     except PipelineError as e:
@@ -85,7 +86,3 @@ def cpu_kernels(cpuinfo: str = "/proc/cpuinfo") -> dict[str, str]:
     except OSError:  # not Linux
         return {}
     return {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"} if {"avx2", "fma"} <= set(flags) else {}
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt

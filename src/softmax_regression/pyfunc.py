@@ -16,6 +16,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
+from softmax_regression import interrupts
 from softmax_regression.errors import DataError
 from softmax_regression.model import Model, read_model
 from softmax_regression.predictions import prediction_table
@@ -41,9 +42,11 @@ class SoftmaxRegressionModel(PythonModel):
             raise MlflowException(str(e), error_code=INVALID_PARAMETER_VALUE) from None
 
 
+@interrupts.deferred()
 def log_model(model_file: str | Path, example: pd.DataFrame) -> None:
-    """Log the model in the active run. `example`: a few rows of raw features, by name; they give the
-    signature (feature names in, `predicted` and `p(<class>)` out) and the input example."""
+    """Log the model in the active run, Ctrl-C and SIGTERM deferred (`interrupts`). `example`: a few rows of
+    raw features, by name; they give the signature (feature names in, `predicted` and `p(<class>)` out) and
+    the input example."""
     from mlflow.models import infer_signature
 
     answer = prediction_table(read_model(model_file), example)

@@ -4,6 +4,9 @@ The default store is `mlflow.db` at the repository root with artifacts in `mlrun
 `mlflow ui` run there shows every run. The root is DVC's (`DVC_ROOT`), never the working directory: a
 queued experiment runs in a temporary copy that is deleted afterwards. `MLFLOW_TRACKING_URI` overrides it.
 A stage calls `connect()` before anything else here.
+
+Each function here that calls MLflow does so with Ctrl-C and SIGTERM deferred (`interrupts`): one that
+arrives meanwhile is raised once the call is done, and a run open then is marked KILLED.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
+from softmax_regression import interrupts
 from softmax_regression.config import flatten
 from softmax_regression.errors import interrupted
 from softmax_regression.files import file_md5
@@ -40,6 +44,7 @@ EVALUATED_TAG = "evaluated"
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 
+@interrupts.deferred()
 def connect() -> str:
     """Point MLflow's default client and fluent API at `tracking_uri()`, and check that a server there
     answers; returns the URI. Before any MlflowClient() exists: MLflow's own default, `sqlite:///mlflow.db`,
@@ -58,6 +63,7 @@ def _artifact_location(uri: str) -> str | None:
     return None
 
 
+@interrupts.deferred()
 def experiment_id(name: str) -> str:
     """The experiment's id, creating the store and the experiment if need be, once, under a file lock."""
     root = repo_root()
@@ -76,15 +82,17 @@ def experiment_id(name: str) -> str:
 @contextmanager
 def failing_marks_run(run_id: str) -> Iterator[None]:
     """Any exception in the block ends the run FAILED (KILLED on Ctrl-C or SIGTERM), with the message as a
-    tag."""
+    tag. So does an interrupt deferred in the block (`interrupts`): it is raised before the block ends."""
     try:
         yield
+        interrupts.raise_pending()
     except BaseException as e:
         stopped = interrupted(e)  # the message of an interrupt Python wrapped would name the wrapper
         message = INTERRUPTED if stopped else str(e) or type(e).__name__
-        client = MlflowClient()
-        client.set_tag(run_id, ERROR_TAG, message[:5000])
-        client.set_terminated(run_id, "KILLED" if stopped else "FAILED")
+        with interrupts.deferred():
+            client = MlflowClient()
+            client.set_tag(run_id, ERROR_TAG, message[:5000])
+            client.set_terminated(run_id, "KILLED" if stopped else "FAILED")
         raise
 
 
@@ -107,15 +115,16 @@ def create_run(experiment: str, params: Mapping[str, Any], tags: Mapping[str, st
     if experiment_name:
         tags["dvc.exp_name"] = experiment_name
     exp_id = experiment_id(experiment)
-    run = MlflowClient().create_run(exp_id, run_name=run_name, tags={k: v for k, v in tags.items() if v})
-    run_id = run.info.run_id
-    with failing_marks_run(run_id):
-        what = f"DVC experiment {experiment_name}" if experiment_name else "dvc repro"
-        where = f" of commit {commit[:7]}" if commit else ""
-        diff = f" with {settings}" if settings else " with the baseline's params"
-        MlflowClient().set_tag(run_id, "mlflow.note.content",
-                               f"{what}{where}{diff}. Re-run it: make rerun RUN={run_id}")
-        mlflow.log_params(dict(params), run_id=run_id)
+    with interrupts.deferred():  # an interrupt while the run is created is raised in the block that marks it
+        run = MlflowClient().create_run(exp_id, run_name=run_name, tags={k: v for k, v in tags.items() if v})
+        run_id = run.info.run_id
+        with failing_marks_run(run_id):
+            what = f"DVC experiment {experiment_name}" if experiment_name else "dvc repro"
+            where = f" of commit {commit[:7]}" if commit else ""
+            diff = f" with {settings}" if settings else " with the baseline's params"
+            MlflowClient().set_tag(run_id, "mlflow.note.content",
+                                   f"{what}{where}{diff}. Re-run it: make rerun RUN={run_id}")
+            mlflow.log_params(dict(params), run_id=run_id)
     return run_id
 
 
@@ -128,16 +137,19 @@ def _flat_baseline(commit: str | None) -> dict[str, Any] | None:
 def active_run(run_id: str) -> Iterator[None]:
     """Make the run active for the block; it ends FINISHED, or FAILED (KILLED on Ctrl-C or SIGTERM) with
     the error as a tag. (Not `with mlflow.start_run()`: on the way out it would turn KILLED into FAILED.)"""
-    mlflow.start_run(run_id=run_id)
     try:
         with failing_marks_run(run_id):
+            with interrupts.deferred():
+                mlflow.start_run(run_id=run_id)
             yield
     finally:
-        if mlflow.active_run() is not None:
-            status = MlflowClient().get_run(run_id).info.status
-            mlflow.end_run(status if status in ("FAILED", "KILLED") else "FINISHED")
+        with interrupts.deferred():
+            if mlflow.active_run() is not None:
+                status = MlflowClient().get_run(run_id).info.status
+                mlflow.end_run(status if status in ("FAILED", "KILLED") else "FINISHED")
 
 
+@interrupts.deferred()
 def find_run(run_id: str) -> Run | None:
     """The run, or None when it is not in the current store."""
     try:
@@ -158,15 +170,15 @@ def evaluation_run(trained: Run, experiment: str) -> str:
     if trained.data.tags.get(EVALUATED_TAG) != "true":
         return trained.info.run_id
     name = f"evaluate again: {trained.info.run_name}"
-    run_id = create_run(experiment, trained.data.params, run_name=name)
-    MlflowClient().set_tag(run_id, "trained_by_run", trained.info.run_id)
-    return run_id
+    return create_run(experiment, trained.data.params, {"trained_by_run": trained.info.run_id}, run_name=name)
 
 
+@interrupts.deferred()
 def mark_evaluated() -> None:
     mlflow.set_tag(EVALUATED_TAG, "true")
 
 
+@interrupts.deferred()
 def log_training_data(train_file: str, val_file: str, features: list[str], label: str, raw_file: str) -> None:
     """Lineage: the training and validation rows' files as MLflow dataset inputs (contexts "training" and
     "validation"; none for a validation file without rows), whose digest is the file's md5 (the same as
@@ -194,6 +206,7 @@ def dataset_digest(run: Run, context: str) -> str | None:
     return None
 
 
+@interrupts.deferred()
 def log_metrics(metrics: Mapping[str, float], step: int = 0,
                 series: Mapping[str, Iterable[tuple[int, float]]] | None = None) -> None:
     """Metrics of the active run at `step`, and each of `series` as (step, value) pairs, in as few calls as
@@ -206,6 +219,7 @@ def log_metrics(metrics: Mapping[str, float], step: int = 0,
         client.log_batch(run_id, metrics=values[start:start + MAX_METRICS_PER_BATCH])
 
 
+@interrupts.deferred()
 def log_artifacts(paths: Sequence[str | Path], artifact_path: str) -> None:
     for path in paths:
         mlflow.log_artifact(str(path), artifact_path)

@@ -1,0 +1,54 @@
+"""Ctrl-C and SIGTERM in a stage: a KeyboardInterrupt, but never in the middle of a call to the tracking store.
+
+Python raises a signal's exception wherever the main thread happens to be. Raised between a database query and
+the fetch of its rows, it left the sqlite connection holding its lock, and marking the run KILLED then waited
+out MLflow's busy timeout (20 s) twice, each time with a "database is locked" traceback. So a stage's calls to
+MLflow run in a `deferred()` block: a signal that arrives there is raised when the block ends. A second signal
+is raised at once: a way out of a call that hangs, such as one to a tracking server that stopped answering.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+_depth = 0  # how many deferred() blocks the main thread is in
+_pending = False  # a signal arrived in one, and has not been raised yet
+
+
+def install() -> None:
+    """Raise KeyboardInterrupt on SIGINT and SIGTERM alike, deferred in a `deferred()` block."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _handle)
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """A block, or with `@deferred()` a function, that a first Ctrl-C or SIGTERM does not interrupt: it is
+    raised as the outermost such block ends (or earlier, by `raise_pending`)."""
+    global _depth
+    _depth += 1
+    try:
+        yield
+    finally:
+        _depth -= 1
+        if _depth == 0:
+            raise_pending()
+
+
+def raise_pending() -> None:
+    """Raise the interrupt deferred so far, if any: where a block that must see it ends, inside a deferred
+    block (as `tracking.failing_marks_run`'s, which then marks the run KILLED)."""
+    global _pending
+    if _pending:
+        _pending = False
+        raise KeyboardInterrupt
+
+
+def _handle(signum: int, frame: object) -> None:
+    global _pending
+    if _depth and not _pending:
+        _pending = True
+        return
+    raise KeyboardInterrupt
