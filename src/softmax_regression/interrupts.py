@@ -38,8 +38,8 @@ def deferred() -> Iterator[None]:
 
 
 def raise_pending() -> None:
-    """Raise the interrupt deferred so far, if any: where a block that must see it ends, inside a deferred
-    block (as `tracking.failing_marks_run`'s, which then marks the run KILLED)."""
+    """Raise now the interrupt deferred so far, if any: for a block inside a deferred one that must see it
+    before the outermost block ends (`tracking.failing_marks_run`, which then marks the run KILLED)."""
     global _pending
     if _pending:
         _pending = False
