@@ -28,33 +28,33 @@ test: $(STAMP)
 
 # The MLflow UI on the default store (mlflow.db at the repository root); prints the address of the runs table
 ui: $(STAMP)
-	python -m softmax_regression.ui
+	python -m softmax_regression.commands.ui
 
 # The three implementations on the same params, all at once, as one table. ARGS='-S train.optimizer=lbfgs'
 compare: $(STAMP)
-	python -m softmax_regression.compare $(ARGS)
+	python -m softmax_regression.commands.compare $(ARGS)
 
 # The best run on validation rows becomes the registered champion if it beats the current one.
 # ARGS='--metric val_accuracy' or ARGS=--force
 promote: $(STAMP)
-	python -m softmax_regression.promote $(ARGS)
+	python -m softmax_regression.commands.promote $(ARGS)
 
 # The champion over HTTP, on 127.0.0.1:$(PORT)/invocations
 PORT ?= 5001
 serve: $(STAMP)
-	python -m softmax_regression.serve --port $(PORT)
+	python -m softmax_regression.commands.serve --port $(PORT)
 
 # Any MLflow run back in the workspace (its DVC experiment, or its commit and params), re-run and compared
 # bit for bit with its logged weights: make rerun RUN=<MLflow run id>
 rerun: $(STAMP)
 	@test -n "$(RUN)" || { echo "usage: make rerun RUN=<MLflow run id>" >&2; exit 2; }
-	python -m softmax_regression.rerun "$(RUN)"
+	python -m softmax_regression.commands.rerun "$(RUN)"
 
 # The trained model on a new CSV: make predict INPUT=new.csv [OUTPUT=predictions.csv]
 OUTPUT ?= predictions.csv
 predict: $(STAMP)
 	@test -n "$(INPUT)" || { echo "usage: make predict INPUT=new.csv [OUTPUT=predictions.csv]" >&2; exit 2; }
-	python -m softmax_regression.predict "$(INPUT)" --output "$(OUTPUT)"
+	python -m softmax_regression.commands.predict "$(INPUT)" --output "$(OUTPUT)"
 
 # Speed against scikit-learn and the matrix-product floor, the dvc repro loop, and the stages' memory on
 # CSVs of 10^6 and 4*10^6 rows (about 20 minutes on 2 cores; --streaming-only, --dvc-only and --parallel-only

@@ -26,10 +26,10 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from softmax_regression.config import TrainParams
-from softmax_regression.launch import launch
-from softmax_regression.model import initial_weights, objective
-from softmax_regression.trainers import IMPLEMENTATIONS, OPTIMIZERS, fit
-from softmax_regression.training import train_shard
+from softmax_regression.parallel.launch import launch
+from softmax_regression.training.model import initial_weights, objective
+from softmax_regression.training.gradients import IMPLEMENTATIONS, OPTIMIZERS, fit
+from softmax_regression.training.loop import train_shard
 
 ROOT = Path(__file__).resolve().parents[1]
 FEATURES, CLASSES, L2, TARGET = 100, 10, 1e-3, 1e-5
@@ -324,7 +324,7 @@ def data_parallel(rows: int, iterations: int) -> dict:
     import pandas as pd
 
     from softmax_regression.files import write_json
-    from softmax_regression.tables import write_parquet
+    from softmax_regression.data.tables import write_parquet
 
     X, y = synthetic(rows + rows // 4, seed=3)
     out: dict = {"train_rows": rows, "iterations": iterations, "cpu": cpu_model(), "cpus": os.cpu_count(), "runs": []}

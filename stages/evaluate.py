@@ -3,9 +3,9 @@ report), write DVC metrics and plots, add them to the MLflow run."""
 
 import sys
 
-from softmax_regression.cli import run_stage
+from softmax_regression.process import run_stage
 from softmax_regression.config import TrackingParams, read_params, section
-from softmax_regression.store import check_reachable, tracking_uri
+from softmax_regression.tracking.uri import check_reachable, tracking_uri
 
 VAL, TEST, CLASSES = "data/split/val.parquet", "data/split/test.parquet", "data/split/classes.json"
 MODEL, RUN = "models/model.safetensors", "models/mlflow_run.json"
@@ -18,13 +18,13 @@ def main() -> None:
     experiment = section(read_params(), "tracking", TrackingParams).experiment
     check_reachable(tracking_uri())
     # The params are checked and the tracking server answers: now torch and MLflow, seconds to import.
-    from softmax_regression import tracking
-    from softmax_regression.dataset import read_dataset
-    from softmax_regression.figures import confusion_heat_map
+    from softmax_regression.tracking import runs as tracking
+    from softmax_regression.training.dataset import read_dataset
+    from softmax_regression.training.figures import confusion_heat_map
     from softmax_regression.files import read_json, write_csv, write_json
-    from softmax_regression.metrics import classification_report, confusion_rows
-    from softmax_regression.model import predict_proba, read_model
-    from softmax_regression.tables import parquet_rows
+    from softmax_regression.training.metrics import classification_report, confusion_rows
+    from softmax_regression.training.model import predict_proba, read_model
+    from softmax_regression.data.tables import parquet_rows
 
     tracking.connect()
     model = read_model(MODEL)

@@ -1,8 +1,8 @@
 """ingest: stream the raw CSV named in params.yaml into a typed Parquet table, validating it on the way."""
 
-from softmax_regression.cli import run_stage
+from softmax_regression.process import run_stage
 from softmax_regression.config import IngestParams, read_params, section
-from softmax_regression.raw import ingest_csv
+from softmax_regression.data.raw import ingest_csv
 
 OUTPUT = "data/interim/dataset.parquet"
 

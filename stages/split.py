@@ -1,10 +1,10 @@
 """split: encode the labels as 0..k-1 and hold out stratified, seeded validation and test sets, a row group
 at a time."""
 
-from softmax_regression.cli import run_stage
+from softmax_regression.process import run_stage
 from softmax_regression.config import SplitParams, read_params, section
 from softmax_regression.files import write_json
-from softmax_regression.splitting import split_parquet
+from softmax_regression.data.split import split_parquet
 
 INPUT = "data/interim/dataset.parquet"
 TRAIN, VAL, TEST = "data/split/train.parquet", "data/split/val.parquet", "data/split/test.parquet"

@@ -3,10 +3,10 @@ model, record the MLflow run."""
 
 from functools import partial
 
-from softmax_regression.cli import run_stage
+from softmax_regression.process import run_stage
 from softmax_regression.config import TrackingParams, TrainParams, flatten, read_params, section
-from softmax_regression.store import check_reachable, tracking_uri
-from softmax_regression.tables import parquet_rows
+from softmax_regression.tracking.uri import check_reachable, tracking_uri
+from softmax_regression.data.tables import parquet_rows
 
 TRAIN, VAL, CLASSES = "data/split/train.parquet", "data/split/val.parquet", "data/split/classes.json"
 MODEL, COEFFICIENTS, RUN = "models/model.safetensors", "models/coefficients.csv", "models/mlflow_run.json"
@@ -24,11 +24,11 @@ def main() -> None:
     # so they come after.
     import pandas as pd
 
-    from softmax_regression.dataset import read_dataset
+    from softmax_regression.training.dataset import read_dataset
     from softmax_regression.files import write_csv, write_json
-    from softmax_regression.launch import launch, torchrun_rank
-    from softmax_regression.model import write_model
-    from softmax_regression.training import coefficient_rows, device_for, kernel_level, train_shard
+    from softmax_regression.parallel.launch import launch, torchrun_rank
+    from softmax_regression.training.model import write_model
+    from softmax_regression.training.loop import coefficient_rows, device_for, kernel_level, train_shard
 
     device = device_for(params.device)
     training = partial(launch, params.world_size, device, train_shard, params, TRAIN, VAL, CLASSES)
@@ -37,8 +37,10 @@ def main() -> None:
         training()
         return
 
-    from softmax_regression import pyfunc, tracking  # mlflow: seconds, so only once the params are good
-    from softmax_regression.figures import coefficient_heat_map  # matplotlib: rank 0 only
+    from softmax_regression.serving import pyfunc  # mlflow: seconds, so only once the params are good
+
+    from softmax_regression.tracking import runs as tracking
+    from softmax_regression.training.figures import coefficient_heat_map  # matplotlib: rank 0 only
 
     tracking.connect()
     example = read_dataset(TRAIN, CLASSES, rows=(0, 5))  # for the model's signature

@@ -12,7 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from softmax_regression.compare import shared_cores  # imports no torch: before torch reads its threads
+from softmax_regression.commands.compare import shared_cores  # imports no torch: before torch reads its threads
 
 # pytest-xdist runs a worker per core: each worker, and every tool it starts, gets its share of the cores,
 # as `make compare` gives its experiments. On every core, their torch threads wait on each other: a test
@@ -24,9 +24,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from filelock import FileLock  # noqa: E402
 
-from softmax_regression.cli import OFFLINE, cpu_kernels  # noqa: E402
-from softmax_regression.raw import read_raw  # noqa: E402
-from softmax_regression.splitting import encode_labels  # noqa: E402
+from softmax_regression.process import OFFLINE, cpu_kernels  # noqa: E402
+from softmax_regression.data.raw import read_raw  # noqa: E402
+from softmax_regression.data.split import encode_labels  # noqa: E402
 
 for key, value in {**OFFLINE, **cpu_kernels()}.items():  # before MLflow and the first tensor op, as a stage
     os.environ.setdefault(key, value)

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from softmax_regression.errors import DataError
-from softmax_regression.raw import read_raw
+from softmax_regression.data.raw import read_raw
 
 from conftest import ROOT, tool_env
 

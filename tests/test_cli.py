@@ -6,10 +6,10 @@ import io
 import subprocess
 import sys
 
-from softmax_regression.cli import cpu_kernels
-from softmax_regression.compare import shared_cores
+from softmax_regression.process import cpu_kernels
+from softmax_regression.commands.compare import shared_cores
 from softmax_regression.errors import interrupted
-from softmax_regression.training import progress_bar
+from softmax_regression.training.loop import progress_bar
 
 
 class Terminal(io.StringIO):
@@ -45,7 +45,7 @@ def test_cpu_kernels_are_held_at_avx2_only_where_the_cpu_has_it(tmp_path):
 
 STAGE = """
 import atexit, os, signal, sys, time
-from softmax_regression.cli import run_stage
+from softmax_regression.process import run_stage
 from softmax_regression.errors import DataError
 atexit.register(lambda: print("exit handler ran"))
 class TermOnNaming:  # SIGTERM while a class is made, as while a module such as MLflow's is imported

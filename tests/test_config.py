@@ -7,7 +7,7 @@ import yaml
 
 from softmax_regression.config import IngestParams, SplitParams, TrainParams, flatten, read_params, section
 from softmax_regression.errors import ParamError
-from softmax_regression.lineage import changed_params
+from softmax_regression.tracking.lineage import changed_params
 
 from conftest import ROOT
 

@@ -7,12 +7,14 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from softmax_regression import raw, tables
-from softmax_regression.dataset import read_matrix
+from softmax_regression.data import raw
+
+from softmax_regression.data import tables
+from softmax_regression.training.dataset import read_matrix
 from softmax_regression.errors import DataError
-from softmax_regression.raw import ingest_csv, read_features, read_raw
-from softmax_regression.splitting import encode_labels, split_parquet, stratified_split
-from softmax_regression.tables import write_parquet
+from softmax_regression.data.raw import ingest_csv, read_features, read_raw
+from softmax_regression.data.split import encode_labels, split_parquet, stratified_split
+from softmax_regression.data.tables import write_parquet
 
 from conftest import IRIS
 

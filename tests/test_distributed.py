@@ -27,13 +27,13 @@ import yaml
 from softmax_regression.config import TrainParams, read_params, section
 from softmax_regression.errors import DataError, ParamError, PipelineError
 from softmax_regression.files import write_json
-from softmax_regression.launch import launch, torchrun_rank
-from softmax_regression.ranks import Ranks
-from softmax_regression.raw import read_raw
-from softmax_regression.splitting import encode_labels, stratified_split
-from softmax_regression.tables import parquet_rows, write_parquet
-from softmax_regression.trainers import IMPLEMENTATIONS
-from softmax_regression.training import train_shard
+from softmax_regression.parallel.launch import launch, torchrun_rank
+from softmax_regression.parallel.ranks import Ranks
+from softmax_regression.data.raw import read_raw
+from softmax_regression.data.split import encode_labels, stratified_split
+from softmax_regression.data.tables import parquet_rows, write_parquet
+from softmax_regression.training.gradients import IMPLEMENTATIONS
+from softmax_regression.training.loop import train_shard
 
 from conftest import IRIS, copy_repo, live_processes, run, tool_env
 
@@ -168,13 +168,13 @@ def test_the_cause_is_reported_not_its_echo(tmp_path):
     even an echo written first, as under load; among reports of one kind, the earliest."""
     from types import SimpleNamespace
 
-    from softmax_regression.launch import ECHO, ERROR, TRACEBACK, _failure, _report
+    from softmax_regression.parallel.launch import ECHO, ERROR, TRACEBACK, _failure, _report
 
     ended, killed = SimpleNamespace(exitcode=1), SimpleNamespace(exitcode=-signal.SIGKILL)
-    _report(tmp_path, 0, ECHO, "Traceback ...\nsoftmax_regression.ranks.PeerLost: Connection closed by peer")
+    _report(tmp_path, 0, ECHO, "Traceback ...\nsoftmax_regression.parallel.ranks.PeerLost: Connection closed by peer")
     assert _failure([ended, killed], set(), tmp_path) == "rank 1 of 2 was killed by SIGKILL"
     assert _failure([ended, killed], {1}, tmp_path) == (  # stopped by the launcher: not a cause
-        "rank 0 of 2: softmax_regression.ranks.PeerLost: Connection closed by peer (traceback above)")
+        "rank 0 of 2: softmax_regression.parallel.ranks.PeerLost: Connection closed by peer (traceback above)")
     _report(tmp_path, 2, TRACEBACK, "Traceback ...\nZeroDivisionError: shard 2 is bad")  # after the echo
     _report(tmp_path, 1, ERROR, "feature 'x' has values too large for float32")  # after both
     assert _failure([ended, ended, ended], set(), tmp_path) == (

@@ -25,7 +25,9 @@ def imports(path: Path) -> set[str]:
             names.add(node.module)
             names.update(f"{node.module}.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.endswith(".py"):
-            names.add(f"{PACKAGE}.{node.value.removesuffix('.py')}")  # a file of ours run by name (MLflow's)
+            sibling = path.with_name(node.value)  # a file of ours run by name (MLflow's), beside this one
+            if sibling.is_file():
+                names.add(".".join(sibling.relative_to(ROOT / "src").with_suffix("").parts))
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith(f"{PACKAGE}."):
             names.add(node.value)  # a module of ours imported by name (the fork server's)
     return names
@@ -40,6 +42,8 @@ def closure(script: Path) -> tuple[set[str], set[str]]:
         if rel in ours:
             continue
         ours.add(rel)
+        top = ROOT / "src" / PACKAGE  # importing a module runs its packages' __init__.py first
+        todo += [package / "__init__.py" for package in path.parents if package == top or top in package.parents]
         for name in imports(path):
             if name.split(".")[0] != PACKAGE:
                 others.add(name.split(".")[0])
@@ -48,7 +52,7 @@ def closure(script: Path) -> tuple[set[str], set[str]]:
             for candidate in (module.with_suffix(".py"), module / "__init__.py"):
                 if candidate.is_file():
                     todo.append(candidate)
-    return ours - {f"src/{PACKAGE}/__init__.py"}, others
+    return ours, others
 
 
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
@@ -74,7 +78,7 @@ def test_editing_a_csv_message_reruns_ingest_alone(built, tmp_path):
     """A stage depends on the modules it imports and no others: a new wording of a CSV error changes
     `ingest` only, whose output comes out the same bytes, so nothing after it runs."""
     repo = copy_built(built, tmp_path / "repo", store=False)
-    raw = repo / "src" / PACKAGE / "raw.py"
+    raw = repo / "src" / PACKAGE / "data" / "raw.py"
     raw.write_text(raw.read_text().replace("the file is empty;", "the file holds nothing;"))
     status = json.loads(run(["dvc", "status", "--json"], repo).stdout)
     assert sorted(status) == ["ingest"], status

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from softmax_regression.compare import busy_workers
-from softmax_regression.predict import predict_csv
+from softmax_regression.commands.compare import busy_workers
+from softmax_regression.commands.predict import predict_csv
 
 from conftest import IRIS, copy_built, free_port, live_processes, run, tool_env
 
@@ -37,10 +37,10 @@ def runs_of(repo: Path) -> list:
 
 @pytest.fixture(scope="module")
 def compared(built, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
-    """A copy after `make run` (its run in the store), then `python -m softmax_regression.compare` (a queue
+    """A copy after `make run` (its run in the store), then `python -m softmax_regression.commands.compare` (a queue
     worker per experiment): `manual` is the workspace's own params, so that experiment has nothing to run."""
     repo = copy_built(built, tmp_path_factory.mktemp("compare") / "repo")
-    result = run([sys.executable, "-m", "softmax_regression.compare"], repo, timeout=600)
+    result = run([sys.executable, "-m", "softmax_regression.commands.compare"], repo, timeout=600)
     return repo, result
 
 
@@ -108,7 +108,7 @@ def test_workers_side_by_side_make_exactly_one_finished_run_per_experiment_that_
 def test_a_bad_setting_is_one_line_and_queues_nothing(repo, args, message):
     """A setting DVC cannot apply stops `make compare` at the first experiment, before it is queued (`repo`:
     the module's copy after `make run`, which these two leave as they found it)."""
-    result = run([sys.executable, "-m", "softmax_regression.compare", *args], repo, check=False)
+    result = run([sys.executable, "-m", "softmax_regression.commands.compare", *args], repo, check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and re.fullmatch(re.escape(f"error: {message}").replace(r"\*", r"\d{4}-\d{6}"), lines[0]), lines
@@ -119,7 +119,7 @@ def test_two_processes_on_a_new_store_make_one_experiment(tmp_path):
     """Queue workers start together on a repository with no MLflow store yet: the store and the experiment
     are created once, under a file lock, and both processes get the same experiment."""
     (tmp_path / ".dvc").mkdir()
-    code = ("from softmax_regression import tracking; tracking.connect(); "
+    code = ("from softmax_regression.tracking import runs as tracking; tracking.connect(); "
             "print(tracking.experiment_id('softmax-regression'))")
     processes = [subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env=tool_env(DVC_ROOT=str(tmp_path)),
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
@@ -205,14 +205,14 @@ def test_predict_applies_the_model_to_a_new_csv(compared, tmp_path):
     shuffled = table[["Species", "PetalWidthCm", "Id", "SepalLengthCm", "PetalLengthCm", "SepalWidthCm"]]
     shuffled.assign(extra="ignored").to_csv(tmp_path / "new.csv", index=False)
     out = tmp_path / "pred.csv"
-    run([sys.executable, "-m", "softmax_regression.predict", str(tmp_path / "new.csv"), "--output", str(out)], repo)
+    run([sys.executable, "-m", "softmax_regression.commands.predict", str(tmp_path / "new.csv"), "--output", str(out)], repo)
     predictions = pd.read_csv(out)
     assert list(predictions.columns) == ["predicted", "p(Iris-setosa)", "p(Iris-versicolor)", "p(Iris-virginica)"]
     assert np.allclose(predictions.iloc[:, 1:].sum(axis=1), 1, atol=1e-5)
     assert (predictions["predicted"].to_numpy() == shuffled["Species"].to_numpy()).mean() >= 0.9
 
     shuffled.drop(columns="PetalWidthCm").to_csv(tmp_path / "short.csv", index=False)
-    bad = run([sys.executable, "-m", "softmax_regression.predict", str(tmp_path / "short.csv")], repo, check=False)
+    bad = run([sys.executable, "-m", "softmax_regression.commands.predict", str(tmp_path / "short.csv")], repo, check=False)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().startswith("error: ") and "feature column 'PetalWidthCm' of the model is missing" \
         in bad.stderr
@@ -265,7 +265,7 @@ def test_make_ui_opens_on_the_runs_with_names_that_tell_them_apart(compared, tmp
     port = free_port()
     log = tmp_path / "ui.log"
     with open(log, "w") as err:  # a file, not a pipe: the server's log never blocks it
-        process = subprocess.Popen([sys.executable, "-m", "softmax_regression.ui", "--port", str(port)], cwd=repo,
+        process = subprocess.Popen([sys.executable, "-m", "softmax_regression.commands.ui", "--port", str(port)], cwd=repo,
                                    env=tool_env(), stdout=subprocess.DEVNULL, stderr=err)
     try:
         serve_ready(f"http://127.0.0.1:{port}/health", process, log)

@@ -8,7 +8,7 @@ import torch
 from sklearn import metrics as sk
 
 from softmax_regression.files import write_csv
-from softmax_regression.metrics import classification_report, confusion_rows
+from softmax_regression.training.metrics import classification_report, confusion_rows
 
 
 @pytest.fixture

@@ -17,10 +17,10 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from softmax_regression.config import TrainParams
-from softmax_regression.dataset import Dataset
-from softmax_regression.model import objective
-from softmax_regression.trainers import IMPLEMENTATIONS
-from softmax_regression.training import train
+from softmax_regression.training.dataset import Dataset
+from softmax_regression.training.model import objective
+from softmax_regression.training.gradients import IMPLEMENTATIONS
+from softmax_regression.training.loop import train
 
 RELATIVE = 1e-5  # float32 training allows little better
 

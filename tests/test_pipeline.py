@@ -15,8 +15,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from softmax_regression.cli import cpu_kernels
-from softmax_regression.model import predict_proba, read_model
+from softmax_regression.process import cpu_kernels
+from softmax_regression.training.model import predict_proba, read_model
 
 from conftest import ROOT, run, tool_env
 

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from softmax_regression.predict import predict_csv
-from softmax_regression.promote import Decision, Entry, best, decide
+from softmax_regression.commands.predict import predict_csv
+from softmax_regression.commands.promote import Decision, Entry, best, decide
 
 from conftest import IRIS, copy_built, free_port, run, serve, tool_env
 
@@ -76,7 +76,7 @@ def champion(repo: Path):
 
 def make_promote(repo: Path, *args: str, check: bool = True):
     """`make promote ARGS=…`, as the Makefile runs it."""
-    return run([sys.executable, "-m", "softmax_regression.promote", *args], repo, check=check)
+    return run([sys.executable, "-m", "softmax_regression.commands.promote", *args], repo, check=check)
 
 
 def exp_run(repo: Path, *settings: str) -> dict[str, float]:
@@ -97,7 +97,7 @@ def seen(repo: Path, l2: str) -> None:
 
 
 def test_serve_without_a_champion_fails_with_one_line(repo):
-    result = run([sys.executable, "-m", "softmax_regression.serve", "--port", str(free_port())], repo, check=False)
+    result = run([sys.executable, "-m", "softmax_regression.commands.serve", "--port", str(free_port())], repo, check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
         (f"error: no champion among the registered versions of {NAME!r} in sqlite:///{repo / 'mlflow.db'}: run "
@@ -154,7 +154,7 @@ def test_the_champion_is_served_and_answers_as_make_predict(repo, tmp_path):
     rows.to_csv(tmp_path / "rows.csv", index=False)
     predict_csv(model, str(tmp_path / "rows.csv"), str(tmp_path / "expected.csv"))  # `make predict`'s, in-process
     port = free_port()
-    server = serve([sys.executable, "-m", "softmax_regression.serve", "--port", str(port)],
+    server = serve([sys.executable, "-m", "softmax_regression.commands.serve", "--port", str(port)],
                    f"http://127.0.0.1:{port}/ping", tool_env(), cwd=repo)
     try:
         body = json.dumps({"dataframe_split": json.loads(rows.to_json(orient="split", index=False))}).encode()

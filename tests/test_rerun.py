@@ -32,7 +32,7 @@ def client(repo: Path):
 
 
 def make_rerun(repo: Path, run_id: str, check: bool = True):
-    return run([sys.executable, "-m", "softmax_regression.rerun", run_id], repo, check=check, timeout=600)
+    return run([sys.executable, "-m", "softmax_regression.commands.rerun", run_id], repo, check=check, timeout=600)
 
 
 def run_id_of(repo: Path) -> str:

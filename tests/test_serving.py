@@ -21,15 +21,15 @@ import pandas as pd
 import pytest
 import torch
 
-from softmax_regression import pyfunc
-from softmax_regression.cli import cpu_kernels
+from softmax_regression.serving import pyfunc
+from softmax_regression.process import cpu_kernels
 from softmax_regression.config import TrainParams
-from softmax_regression.dataset import Dataset
-from softmax_regression.model import write_model
-from softmax_regression.predict import predict_csv
-from softmax_regression.raw import read_raw
-from softmax_regression.splitting import encode_labels
-from softmax_regression.training import train
+from softmax_regression.training.dataset import Dataset
+from softmax_regression.training.model import write_model
+from softmax_regression.commands.predict import predict_csv
+from softmax_regression.data.raw import read_raw
+from softmax_regression.data.split import encode_labels
+from softmax_regression.training.loop import train
 
 from conftest import IRIS, free_port, serve, tool_env
 

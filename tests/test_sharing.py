@@ -86,7 +86,7 @@ def test_a_teammate_reruns_the_pushed_experiment_from_its_run_id_to_the_same_bit
     dave = clone(team, "dave")
     run(["dvc", "exp", "pull", "origin", EXPERIMENT], dave)
     assert "l2: 0.01 " in (dave / "params.yaml").read_text(), "the clone has the committed params"
-    result = run([sys.executable, "-m", "softmax_regression.rerun", pushed.info.run_id], dave,
+    result = run([sys.executable, "-m", "softmax_regression.commands.rerun", pushed.info.run_id], dave,
                  env=tool_env(MLFLOW_TRACKING_URI=shared_uri), timeout=600)
     assert f"restored DVC experiment {EXPERIMENT}" in result.stderr, result.stderr
     assert "rerun: the weights are the same, bit for bit" in result.stdout, result.stdout + result.stderr

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from softmax_regression.config import Impl, Optimizer, TrainParams, choices
-from softmax_regression.dataset import Dataset
+from softmax_regression.training.dataset import Dataset
 from softmax_regression.errors import DataError, ParamError, TrainingDiverged
-from softmax_regression.model import feature_scaling, initial_weights, objective
-from softmax_regression.trainers import IMPLEMENTATIONS, OPTIMIZERS, fit
-from softmax_regression.training import device_for, train
+from softmax_regression.training.model import feature_scaling, initial_weights, objective
+from softmax_regression.training.gradients import IMPLEMENTATIONS, OPTIMIZERS, fit
+from softmax_regression.training.loop import device_for, train
 
 PAIRS = list(itertools.combinations(sorted(IMPLEMENTATIONS), 2))
 PAIR_IDS = [f"{a}-vs-{b}" for a, b in PAIRS]
@@ -150,8 +150,8 @@ ANOTHER_CPU = {"float32": 1e-6, "float64": 1e-12}  # README, "Same bits": how fa
 EVERY_WAY = """
 import json, sys, torch
 from softmax_regression.config import Impl, Optimizer, TrainParams, choices
-from softmax_regression.dataset import Dataset
-from softmax_regression.training import train
+from softmax_regression.training.dataset import Dataset
+from softmax_regression.training.loop import train
 X, y = torch.load(sys.argv[1])
 out = {"kernels": torch.backends.cpu.get_cpu_capability()}
 for impl in ("autograd", "manual", "nn"):

@@ -1,6 +1,6 @@
 """Apply a trained model to a new CSV: the predicted class and the probability of every class, per row.
 
-    python -m softmax_regression.predict new.csv --output predictions.csv
+    python -m softmax_regression.commands.predict new.csv --output predictions.csv
     make predict INPUT=new.csv OUTPUT=predictions.csv
 
 The CSV needs the model's feature columns, in any order; other columns are ignored. Output rows are in
@@ -12,18 +12,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from softmax_regression.cli import run_stage
+from softmax_regression.process import run_stage
 from softmax_regression.errors import DataError
 from softmax_regression.files import write_csv
-from softmax_regression.raw import read_features
+from softmax_regression.data.raw import read_features
 
 MODEL = "models/model.safetensors"
 
 
 def predict_csv(model_file: str, input_file: str, output_file: str, delimiter: str = ",") -> int:
     """Write predictions for input_file to output_file; returns the number of rows."""
-    from softmax_regression.model import read_model
-    from softmax_regression.predictions import prediction_table  # torch: only once the arguments are good
+    from softmax_regression.training.model import read_model
+    from softmax_regression.serving.predictions import prediction_table  # torch: only once the arguments are good
 
     try:
         model = read_model(model_file)
@@ -35,7 +35,7 @@ def predict_csv(model_file: str, input_file: str, output_file: str, delimiter: s
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m softmax_regression.predict", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m softmax_regression.commands.predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", help="CSV with the model's feature columns")
     parser.add_argument("--output", default="predictions.csv", help="where to write (default: %(default)s)")

@@ -107,7 +107,7 @@ def split_parquet(source: str | Path, label: str, test_size: float, val_size: fl
     import pyarrow.parquet as pq
 
     from softmax_regression.files import atomic_path
-    from softmax_regression.tables import ROW_GROUP
+    from softmax_regression.data.tables import ROW_GROUP
 
     with pq.ParquetFile(source) as f:
         classes, counts = _class_counts(f, label)

@@ -46,7 +46,7 @@ def ingest_csv(path: str | Path, out: str | Path, label: str, drop: tuple[str, .
     import pyarrow.parquet as pq
 
     from softmax_regression.files import atomic_path
-    from softmax_regression.tables import ROW_GROUP
+    from softmax_regression.data.tables import ROW_GROUP
 
     summary = Ingested(0, [], {}, 0)
     with atomic_path(out) as tmp:

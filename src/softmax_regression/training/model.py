@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from softmax_regression.files import atomic_path
-from softmax_regression.ranks import ONE, Ranks
+from softmax_regression.parallel.ranks import ONE, Ranks
 
 
 def log_softmax(logits: Tensor) -> Tensor:

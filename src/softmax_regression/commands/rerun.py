@@ -1,6 +1,6 @@
 """From a run in the MLflow UI back to a reproducible state: `make rerun RUN=<MLflow run id>`.
 
-    python -m softmax_regression.rerun 8e4d4754936d4946ab9c82d794b0d659
+    python -m softmax_regression.commands.rerun 8e4d4754936d4946ab9c82d794b0d659
 
 It restores the run's code and params into the workspace — its DVC experiment (`dvc exp apply`) when the
 run has one and this repository holds it, else its git commit (`git checkout`, a detached HEAD) with the
@@ -23,10 +23,10 @@ from typing import Any
 
 import yaml
 
-from softmax_regression.cli import run_stage
+from softmax_regression.process import run_stage
 from softmax_regression.config import PARAMS_FILE, flatten
 from softmax_regression.errors import PipelineError
-from softmax_regression.lineage import as_yaml, changed_params, repo_root
+from softmax_regression.tracking.lineage import as_yaml, changed_params, repo_root
 
 MODEL = Path("models/model.safetensors")
 LOGGED_MODEL = "weights/model.safetensors"
@@ -116,7 +116,7 @@ def rerun(run_id: str) -> bool:
     """Restore, re-run and compare; True when the new weights are the logged ones, byte for byte."""
     from mlflow.tracking import MlflowClient
 
-    from softmax_regression import tracking
+    from softmax_regression.tracking import runs as tracking
 
     uri = tracking.connect()
     run = tracking.find_run(run_id)
@@ -142,7 +142,7 @@ def rerun(run_id: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m softmax_regression.rerun", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m softmax_regression.commands.rerun", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_id", help="the MLflow run to re-run")
     args = parser.parse_args(argv)

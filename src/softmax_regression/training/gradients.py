@@ -23,8 +23,8 @@ from torch import Tensor
 
 from softmax_regression.config import Impl, Optimizer, TrainParams
 from softmax_regression.errors import TrainingDiverged
-from softmax_regression.model import objective, objective_on_ranks
-from softmax_regression.ranks import ONE, Ranks
+from softmax_regression.training.model import objective, objective_on_ranks
+from softmax_regression.parallel.ranks import ONE, Ranks
 
 
 @dataclass(frozen=True)

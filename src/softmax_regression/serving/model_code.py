@@ -4,11 +4,11 @@ import os
 
 from mlflow.models import set_model
 
-from softmax_regression.cli import cpu_kernels
+from softmax_regression.process import cpu_kernels
 
 for key, value in cpu_kernels().items():  # before the model's first tensor operation: the bits `make predict` gets
     os.environ.setdefault(key, value)
 
-from softmax_regression.pyfunc import SoftmaxRegressionModel  # noqa: E402
+from softmax_regression.serving.pyfunc import SoftmaxRegressionModel  # noqa: E402
 
 set_model(SoftmaxRegressionModel())

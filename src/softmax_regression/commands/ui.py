@@ -1,4 +1,4 @@
-"""The MLflow UI on this project's runs: `make ui` (= python -m softmax_regression.ui).
+"""The MLflow UI on this project's runs: `make ui` (= python -m softmax_regression.commands.ui).
 
 Prints the address that opens the experiment on its runs table, in MLflow's "Model training" view, sorted
 by validation log-loss (best first), then serves the local store there. With MLFLOW_TRACKING_URI set to a
@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from softmax_regression.cli import run_stage, server_arguments
+from softmax_regression.process import run_stage, server_arguments
 from softmax_regression.config import TrackingParams, read_params, section
 from softmax_regression.errors import TrackingError
 
@@ -27,7 +27,7 @@ def runs_page(base: str, experiment_id: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     args = server_arguments("ui", __doc__, 5000, argv)
     experiment = section(read_params(), "tracking", TrackingParams).experiment
-    from softmax_regression import tracking  # mlflow: seconds
+    from softmax_regression.tracking import runs as tracking  # mlflow: seconds
 
     uri = tracking.connect()
     server = uri.startswith(("http://", "https://"))

@@ -13,12 +13,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from softmax_regression.files import atomic_path  # noqa: E402
-from softmax_regression.metrics import confusion_matrix  # noqa: E402
+from softmax_regression.training.metrics import confusion_matrix  # noqa: E402
 
 if TYPE_CHECKING:
     from torch import Tensor
 
-    from softmax_regression.model import Model
+    from softmax_regression.training.model import Model
 
 
 def heat_map(path: str | Path, values: np.ndarray, rows: list[str], columns: list[str], title: str,

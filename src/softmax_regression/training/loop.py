@@ -14,10 +14,10 @@ from torch import Tensor
 from tqdm import tqdm
 
 from softmax_regression.config import TrainParams
-from softmax_regression.dataset import Dataset, read_dataset
+from softmax_regression.training.dataset import Dataset, read_dataset
 from softmax_regression.errors import DataError, ParamError
-from softmax_regression.metrics import correct, negative_log_likelihood
-from softmax_regression.model import (
+from softmax_regression.training.metrics import correct, negative_log_likelihood
+from softmax_regression.training.model import (
     Model,
     feature_scaling,
     initial_weights,
@@ -25,9 +25,9 @@ from softmax_regression.model import (
     predict_proba,
     standardize,
 )
-from softmax_regression.ranks import ONE, Ranks
-from softmax_regression.tables import parquet_rows
-from softmax_regression.trainers import Fit, fit
+from softmax_regression.parallel.ranks import ONE, Ranks
+from softmax_regression.data.tables import parquet_rows
+from softmax_regression.training.gradients import Fit, fit
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 

@@ -1,8 +1,8 @@
 """From many runs to one champion, chosen on validation rows alone.
 
-    make promote                                   # = python -m softmax_regression.promote
-    python -m softmax_regression.promote --metric val_accuracy
-    python -m softmax_regression.promote --force   # even when the champion saw other validation data
+    make promote                                   # = python -m softmax_regression.commands.promote
+    python -m softmax_regression.commands.promote --metric val_accuracy
+    python -m softmax_regression.commands.promote --force   # even when the champion saw other validation data
 
 Among the FINISHED, evaluated runs of the tracking experiment whose validation rows are the workspace's
 `data/split/val.parquet` (the same md5, the digest of the run's "validation" dataset input), the best by
@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from softmax_regression.cli import run_stage, text_table
+from softmax_regression.process import run_stage, text_table
 from softmax_regression.config import TrackingParams, read_params, section
 from softmax_regression.errors import PipelineError
 from softmax_regression.files import file_md5
-from softmax_regression.lineage import repo_root
-from softmax_regression.tables import parquet_rows
+from softmax_regression.tracking.lineage import repo_root
+from softmax_regression.data.tables import parquet_rows
 
 VAL = Path("data/split/val.parquet")
 ALIAS = "champion"
@@ -114,7 +114,7 @@ def candidates(experiment: str, val_digest: str) -> list[Entry]:
     re-evaluated another's model (tag trained_by_run) is left out: its numbers are its model's run's."""
     from mlflow.tracking import MlflowClient
 
-    from softmax_regression import tracking
+    from softmax_regression.tracking import runs as tracking
 
     client = MlflowClient()
     found = client.get_experiment_by_name(experiment)
@@ -132,7 +132,7 @@ def candidates(experiment: str, val_digest: str) -> list[Entry]:
 
 
 def entry(run: Any, version: str | None = None) -> Entry:
-    from softmax_regression import tracking
+    from softmax_regression.tracking import runs as tracking
 
     return Entry(run.info.run_id, run.data.tags.get("dvc.exp_name") or run.info.run_name or "-",
                  run.info.start_time, tracking.dataset_digest(run, "validation"), dict(run.data.metrics), version)
@@ -186,7 +186,7 @@ def promote(metric: str = "val_log_loss", force: bool = False) -> tuple[Entry, E
     """Choose, register and (if the decision says so) move the alias; returns what was decided."""
     from mlflow.tracking import MlflowClient
 
-    from softmax_regression import tracking
+    from softmax_regression.tracking import runs as tracking
 
     params = section(read_params(), "tracking", TrackingParams)
     root = repo_root()
@@ -207,7 +207,7 @@ def promote(metric: str = "val_log_loss", force: bool = False) -> tuple[Entry, E
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m softmax_regression.promote", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m softmax_regression.commands.promote", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--metric", choices=METRICS, default="val_log_loss",
                         help="what to choose on (default: %(default)s)")

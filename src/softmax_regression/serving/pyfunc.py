@@ -18,11 +18,12 @@ from mlflow.pyfunc import PythonModel, PythonModelContext
 
 from softmax_regression import interrupts
 from softmax_regression.errors import DataError
-from softmax_regression.model import Model, read_model
-from softmax_regression.predictions import prediction_table
+from softmax_regression.training.model import Model, read_model
+from softmax_regression.serving.predictions import prediction_table
 
 WEIGHTS = "weights"  # the artifact's key: models/model.safetensors
-CODE = Path(__file__).resolve().parent / "mlflow_model.py"  # what MLflow runs to build the model
+CODE = Path(__file__).resolve().parent / "model_code.py"  # what MLflow runs to build the model
+PACKAGE = CODE.parents[1]  # copied into the model, so that it loads where the package is not installed
 SERVING_PACKAGES = ("torch", "safetensors", "pandas")  # what the served model imports besides MLflow
 
 
@@ -51,7 +52,7 @@ def log_model(model_file: str | Path, example: pd.DataFrame) -> None:
 
     answer = prediction_table(read_model(model_file), example)
     mlflow.pyfunc.log_model(name="model", python_model=str(CODE), artifacts={WEIGHTS: str(model_file)},
-                            code_paths=[str(CODE.parent)], signature=infer_signature(example, answer),
+                            code_paths=[str(PACKAGE)], signature=infer_signature(example, answer),
                             input_example=example,
                             pip_requirements=[f"{name}=={_version(name)}" for name in SERVING_PACKAGES])
 

@@ -2,6 +2,6 @@
 and the launcher, once, and a tie to the stage. On Linux the server is killed when the stage dies, even by
 SIGKILL, and each rank, tied to the server in turn, dies with it."""
 
-from softmax_regression.launch import die_with_parent
+from softmax_regression.parallel.launch import die_with_parent
 
 die_with_parent()

@@ -1,7 +1,7 @@
 """Serve the champion: `models:/<tracking.registered_model>@champion` over HTTP, with MLflow's scoring server.
 
-    make serve                                     # = python -m softmax_regression.serve
-    python -m softmax_regression.serve --port 5002
+    make serve                                     # = python -m softmax_regression.commands.serve
+    python -m softmax_regression.commands.serve --port 5002
 
 POST a table of named feature columns to /invocations; the answer is each row's class and probabilities:
 
@@ -14,17 +14,17 @@ from __future__ import annotations
 import os
 import sys
 
-from softmax_regression.cli import run_stage, server_arguments
+from softmax_regression.process import run_stage, server_arguments
 from softmax_regression.config import TrackingParams, read_params, section
 from softmax_regression.errors import PipelineError
-from softmax_regression.promote import ALIAS
+from softmax_regression.commands.promote import ALIAS
 
 
 def main(argv: list[str] | None = None) -> None:
     args = server_arguments("serve", __doc__, 5001, argv)
     name = section(read_params(), "tracking", TrackingParams).registered_model
-    from softmax_regression import tracking  # mlflow: seconds
-    from softmax_regression.promote import champion_of
+    from softmax_regression.tracking import runs as tracking  # mlflow: seconds
+    from softmax_regression.commands.promote import champion_of
 
     uri = tracking.connect()  # exported as MLFLOW_TRACKING_URI, for the server to find the model by
     champion = champion_of(name)

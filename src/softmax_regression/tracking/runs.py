@@ -32,9 +32,9 @@ from softmax_regression import interrupts
 from softmax_regression.config import flatten
 from softmax_regression.errors import interrupted
 from softmax_regression.files import file_md5
-from softmax_regression.lineage import baseline_params, changed_params, dvc_hash, git_commit, repo_root
-from softmax_regression.store import check_reachable, tracking_uri
-from softmax_regression.tables import parquet_rows
+from softmax_regression.tracking.lineage import baseline_params, changed_params, dvc_hash, git_commit, repo_root
+from softmax_regression.tracking.uri import check_reachable, tracking_uri
+from softmax_regression.data.tables import parquet_rows
 
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
 ERROR_TAG = "error"

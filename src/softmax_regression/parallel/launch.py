@@ -28,7 +28,7 @@ import torch.distributed as dist
 
 from softmax_regression.errors import ParamError, PipelineError
 from softmax_regression.files import atomic_path
-from softmax_regression.ranks import ONE, PeerLost, Ranks
+from softmax_regression.parallel.ranks import ONE, PeerLost, Ranks
 
 T = TypeVar("T")
 
@@ -86,7 +86,7 @@ def _start_ranks(world_size: int, device: torch.device, fn: Callable[..., T], ar
     # there is none (Windows), each rank is a fresh interpreter.
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = torch.multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["softmax_regression.forkserver", fn.__module__])  # as it starts
+        context.set_forkserver_preload(["softmax_regression.parallel.forkserver", fn.__module__])  # as it starts
     else:
         context = torch.multiprocessing.get_context("spawn")
     # The rendezvous store lives here, on a port the system picks: no race for a free port.

@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 
 from softmax_regression.errors import DataError, missing_features
-from softmax_regression.model import Model, predict_proba
+from softmax_regression.training.model import Model, predict_proba
 
 
 def prediction_table(model: Model, table: pd.DataFrame) -> pd.DataFrame:

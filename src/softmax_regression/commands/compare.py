@@ -1,8 +1,8 @@
 """The standard comparison: the three implementations on the same params, as queued DVC experiments run
 all at once (one queue worker each), then one table from their MLflow runs.
 
-    make compare                                   # = python -m softmax_regression.compare
-    python -m softmax_regression.compare -S train.optimizer=lbfgs -S train.tol=1e-5
+    make compare                                   # = python -m softmax_regression.commands.compare
+    python -m softmax_regression.commands.compare -S train.optimizer=lbfgs -S train.tol=1e-5
 
 Every experiment trains (DVC never restores `train` from its run cache), so the wall times are real.
 """
@@ -21,10 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from softmax_regression.cli import run_stage, text_table
+from softmax_regression.process import run_stage, text_table
 from softmax_regression.config import Impl, choices
 from softmax_regression.errors import PipelineError
-from softmax_regression.lineage import repo_root
+from softmax_regression.tracking.lineage import repo_root
 
 T = TypeVar("T")
 
@@ -205,7 +205,7 @@ def run_ids(names: list[str]) -> dict[str, str]:
 
 def table(names: list[str]) -> list[tuple[str, ...]]:
     """One row per experiment, from its MLflow run."""
-    from softmax_regression import tracking  # mlflow: seconds, once the experiments have run
+    from softmax_regression.tracking import runs as tracking  # mlflow: seconds, once the experiments have run
 
     tracking.connect()
     rows = []
@@ -222,7 +222,7 @@ def table(names: list[str]) -> list[tuple[str, ...]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m softmax_regression.compare", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m softmax_regression.commands.compare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-S", "--set-param", action="append", default=[], metavar="KEY=VALUE",
                         help="a params.yaml setting shared by the three experiments, as for dvc exp run -S")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 from softmax_regression.errors import TrackingError
-from softmax_regression.lineage import repo_root
+from softmax_regression.tracking.lineage import repo_root
 
 
 def tracking_uri() -> str:

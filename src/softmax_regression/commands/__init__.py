@@ -1,0 +1,1 @@
+"""The make targets: each a thin `main` over the layers."""

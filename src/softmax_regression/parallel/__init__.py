@@ -1,0 +1,1 @@
+"""Data-parallel training: the ranks' shards and all-reduces, and starting the ranks."""

@@ -1,0 +1,1 @@
+"""The model, its objective, three ways to get its gradient and three optimizers, and the training loop."""
