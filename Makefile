@@ -50,11 +50,11 @@ rerun: $(STAMP)
 	@test -n "$(RUN)" || { echo "usage: make rerun RUN=<MLflow run id>" >&2; exit 2; }
 	python -m softmax_regression.commands.rerun "$(RUN)"
 
-# The trained model on a new CSV: make predict INPUT=new.csv [OUTPUT=predictions.csv]
+# The trained model on a new CSV: make predict INPUT=new.csv [OUTPUT=predictions.csv] [ARGS='--keep Id']
 OUTPUT ?= predictions.csv
 predict: $(STAMP)
-	@test -n "$(INPUT)" || { echo "usage: make predict INPUT=new.csv [OUTPUT=predictions.csv]" >&2; exit 2; }
-	python -m softmax_regression.commands.predict "$(INPUT)" --output "$(OUTPUT)"
+	@test -n "$(INPUT)" || { echo "usage: make predict INPUT=new.csv [OUTPUT=predictions.csv] [ARGS='--keep Id']" >&2; exit 2; }
+	python -m softmax_regression.commands.predict "$(INPUT)" --output "$(OUTPUT)" $(ARGS)
 
 # Speed against scikit-learn and the matrix-product floor, the dvc repro loop, and the stages' memory on
 # CSVs of 10^6 and 4*10^6 rows (about 20 minutes on 2 cores; --streaming-only, --dvc-only and --parallel-only

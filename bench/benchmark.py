@@ -27,9 +27,10 @@ from sklearn.linear_model import LogisticRegression
 
 from softmax_regression.config import TrainParams
 from softmax_regression.parallel.launch import launch
-from softmax_regression.training.model import initial_weights, objective
-from softmax_regression.training.gradients import IMPLEMENTATIONS, OPTIMIZERS, fit
+from softmax_regression.training.gradients import IMPLEMENTATIONS
 from softmax_regression.training.loop import train_shard
+from softmax_regression.training.model import initial_weights, objective
+from softmax_regression.training.optimizers import OPTIMIZERS, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 FEATURES, CLASSES, L2, TARGET = 100, 10, 1e-3, 1e-5
@@ -323,8 +324,8 @@ def data_parallel(rows: int, iterations: int) -> dict:
     included), and the wall time of the launch (processes started, shards read, training, result back)."""
     import pandas as pd
 
-    from softmax_regression.files import write_json
     from softmax_regression.data.tables import write_parquet
+    from softmax_regression.files import write_json
 
     X, y = synthetic(rows + rows // 4, seed=3)
     out: dict = {"train_rows": rows, "iterations": iterations, "cpu": cpu_model(), "cpus": os.cpu_count(), "runs": []}

@@ -15,9 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from softmax_regression.errors import DataError
-from softmax_regression.data.raw import read_raw
 
-from conftest import ROOT, tool_env
+from conftest import ROOT, ingested, tool_env
 
 IRIS_HEAD = (ROOT / "data/Iris.csv").read_text().splitlines()
 STAGE_OUTPUTS = {"ingest": ["data/interim/dataset.parquet"],
@@ -142,7 +141,7 @@ def test_any_csv_ingests_or_fails_with_one_clear_line(tmp_path, header, rows, de
     path = tmp_path / "random.csv"
     path.write_text("\n".join(delimiter.join(r) for r in [header, *rows]) + "\n", encoding="utf-8")
     try:
-        table = read_raw(path, "y", delimiter=delimiter)
+        table = ingested(path, "y", delimiter=delimiter)
     except DataError as e:
         message = str(e)
         assert message and "\n" not in message and message.startswith(str(path)), message

@@ -25,17 +25,14 @@ import torch
 import yaml
 
 from softmax_regression.config import TrainParams, read_params, section
+from softmax_regression.data.tables import parquet_rows
 from softmax_regression.errors import DataError, ParamError, PipelineError
-from softmax_regression.files import write_json
 from softmax_regression.parallel.launch import launch, torchrun_rank
 from softmax_regression.parallel.ranks import Ranks
-from softmax_regression.data.raw import read_raw
-from softmax_regression.data.split import encode_labels, stratified_split
-from softmax_regression.data.tables import parquet_rows, write_parquet
 from softmax_regression.training.gradients import IMPLEMENTATIONS
 from softmax_regression.training.loop import train_shard
 
-from conftest import IRIS, copy_repo, live_processes, run, tool_env
+from conftest import IRIS, copy_repo, live_processes, mlflow_runs, run, tool_env, write_split
 
 CPU = torch.device("cpu")
 # lbfgs in the default float32 and in float64. In float32 it stops once a step's predicted gain is below
@@ -47,18 +44,8 @@ OPTIMIZERS = {"gd": dict(optimizer="gd", iterations=250, lr=0.1, dtype="float32"
 WAYS = list(itertools.product(sorted(IMPLEMENTATIONS), OPTIMIZERS))
 
 
-def write_split(table: pd.DataFrame, label: str, folder: Path, val_size: float = 0.2) -> Path:
-    """What the split stage writes, for a table with a label column."""
-    y, classes = encode_labels(table[label])
-    table = table.assign(**{label: y})
-    for name, rows in zip(("train", "val", "test"), stratified_split(y, classes, 0.2, 42, val_size), strict=True):
-        write_parquet(table.iloc[rows], folder / f"{name}.parquet")
-    write_json(folder / "classes.json", {"label": label, "classes": {c: i for i, c in enumerate(classes)}})
-    return folder
-
-
 def iris_split(folder: Path) -> Path:
-    return write_split(read_raw(IRIS, "Species", ("Id",)), "Species", folder)
+    return write_split(pd.read_csv(IRIS).drop(columns="Id"), "Species", folder)
 
 
 def blobs_split(folder: Path) -> Path:
@@ -208,9 +195,8 @@ def split_repo(tmp_path_factory) -> Path:
     """A copy of the repository after ingest and split, the last training row's first feature 1e39: too
     large for float32, on the second of two ranks."""
     repo = copy_repo(tmp_path_factory.mktemp("repo"))
-    table = read_raw(IRIS, "Species", ("Id",))
-    y, classes = encode_labels(table["Species"])
-    last_train_row = stratified_split(y, classes, 0.2, 42, val_size=0.2)[0][-1]
+    folder = write_split(pd.read_csv(IRIS), "Species", tmp_path_factory.mktemp("split"))  # the draw keeps Id
+    last_train_row = int(pd.read_parquet(folder / "train.parquet")["Id"].iloc[-1]) - 1
     lines = IRIS.read_text().splitlines()
     cells = lines[1 + last_train_row].split(",")
     cells[1] = "1e39"  # after the Id
@@ -231,14 +217,6 @@ def train_stage(repo: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def latest_run(repo: Path):
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("softmax-regression")
-    return client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])[0]
-
-
 def test_a_failing_rank_fails_the_stage_cleanly(split_repo):
     set_train_params(split_repo, world_size=2, standardize=False, dtype="float32")
     outputs = [split_repo / name for name in ("models/model.safetensors", "metrics/train.json",
@@ -252,9 +230,9 @@ def test_a_failing_rank_fails_the_stage_cleanly(split_repo):
         "set train.standardize: true or train.dtype: float64"), stderr
     assert processes_in(split_repo) == []
     assert before == {path: path.read_bytes() for path in outputs if path.exists()}
-    run = latest_run(split_repo)
-    assert run.info.status == "FAILED" and run.data.params["train.world_size"] == "2"
-    assert run.data.tags["error"].startswith("rank 1 of 2: feature 'SepalLengthCm' has values too large")
+    latest = mlflow_runs(split_repo)[0]
+    assert latest.info.status == "FAILED" and latest.data.params["train.world_size"] == "2"
+    assert latest.data.tags["error"].startswith("rank 1 of 2: feature 'SepalLengthCm' has values too large")
 
 
 @pytest.mark.parametrize("sig,status", [(signal.SIGTERM, "KILLED"), (signal.SIGKILL, "RUNNING")])
@@ -273,7 +251,7 @@ def test_stopping_the_stage_stops_its_ranks(split_repo, sig, status):
     while processes_in(split_repo) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert processes_in(split_repo) == [], f"ranks outlived the stage ({sig.name})"
-    assert latest_run(split_repo).info.status == status
+    assert mlflow_runs(split_repo)[0].info.status == status
 
 
 def test_more_ranks_than_rows_is_a_clear_error(split_repo):
@@ -299,7 +277,7 @@ def test_torchrun_starts_the_ranks_and_gets_the_numbers_of_one_process(split_rep
     np.testing.assert_allclose([float(line.split(",")[1]) for line in got[1:]], expected.fit.losses.numpy(),
                                rtol=0, atol=1e-5)
     run_id = json.loads((split_repo / "models/mlflow_run.json").read_text())["run_id"]
-    assert latest_run(split_repo).info.run_id == run_id
+    assert mlflow_runs(split_repo)[0].info.run_id == run_id
 
 
 def test_torchrun_must_start_world_size_processes(monkeypatch):

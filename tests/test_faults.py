@@ -16,24 +16,14 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from conftest import ROOT, copy_repo, run, tool_env
+from conftest import ROOT, copy_repo, interrupted_at, mlflow_runs, run, run_id_of, tool_env
 
 DETERMINISTIC_OUTPUTS = ["data/interim/dataset.parquet", "data/split/train.parquet", "data/split/val.parquet",
                          "data/split/test.parquet",
                          "data/split/classes.json", "models/model.safetensors", "models/coefficients.csv",
-                         "metrics/train.json", "metrics/eval.json", "metrics/eval_per_class.json",
+                         "metrics/train.json", "metrics/eval.json", "reports/per_class.json",
                          "plots/train_loss.csv", "plots/log_loss.csv", "plots/confusion.csv",
                          "plots/coefficients.png", "plots/confusion.png"]
-
-
-def mlflow_runs(repo):
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("softmax-regression")
-    if experiment is None:  # nothing got as far as creating it
-        return []
-    return client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
 
 
 TRAINING_DATA_LOGGED = "SELECT destination_id FROM inputs WHERE source_type = 'DATASET' AND destination_type = 'RUN'"
@@ -88,7 +78,7 @@ def test_evaluate_explains_a_run_missing_from_the_store(repo):
     for name in ("mlflow.db",):
         (repo / name).unlink()
     result = run(["dvc", "repro", "-s", "-f", "evaluate"], repo)
-    run_id = json.loads((repo / "models/mlflow_run.json").read_text())["run_id"]
+    run_id = run_id_of(repo)
     assert f"MLflow run {run_id} is not in sqlite:///" in result.stdout + result.stderr
     assert "dvc repro -f train" in result.stdout + result.stderr
     assert json.loads((repo / "metrics/eval.json").read_text())["test_accuracy"] >= 0.9
@@ -148,33 +138,12 @@ def test_a_killed_train_stage_leaves_whole_files_and_the_next_repro_recovers(rep
     assert not list(repo.rglob("*.partial"))
 
 
-# The train stage, with SIGTERM sent to itself while MLflow is between running a query and fetching its rows:
-# after the first dataset input is written, at the next SELECT (MLflow reading the run back). An interrupt raised
-# there left the sqlite connection holding its read lock, and marking the run KILLED then waited out MLflow's
-# 20 s busy timeout, twice, with a "database is locked" traceback each time.
-INTERRUPTED_MID_QUERY = """
-import os, runpy, signal, sys
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
-
-seen = []
-
-@event.listens_for(Engine, "after_cursor_execute")
-def interrupt_mid_query(conn, cursor, statement, parameters, context, executemany):
-    if statement.startswith("INSERT INTO inputs"):
-        seen.append("input")
-    elif seen == ["input"] and statement.lstrip().startswith("SELECT"):
-        seen.append("interrupted")
-        os.kill(os.getpid(), signal.SIGTERM)
-
-sys.argv = ["stages/train.py"]
-runpy.run_path("stages/train.py", run_name="__main__")
-"""
-
-
 def test_an_interrupt_in_the_middle_of_an_mlflow_query_waits_for_it_and_marks_the_run_killed(repo):
+    """SIGTERM lands while MLflow reads back the run after its first dataset input is written: the query ends
+    first, then the run is marked KILLED at once (no "database is locked" wait) and the stage says so in a line."""
     known = {r.info.run_id for r in mlflow_runs(repo)}
-    result = run([sys.executable, "-c", INTERRUPTED_MID_QUERY], repo, env=tool_env(PYTHONPATH="src"), check=False)
+    code = interrupted_at(["INSERT INTO inputs", "SELECT"], ["stages/train.py"])
+    result = run([sys.executable, "-c", code], repo, env=tool_env(PYTHONPATH="src"), check=False)
     assert result.returncode == 130, result.stderr
     assert result.stderr.strip() == "error: interrupted; outputs written so far are complete, the rest untouched"
     (latest,) = [r for r in mlflow_runs(repo) if r.info.run_id not in known]

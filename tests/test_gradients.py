@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from softmax_regression.training.model import initial_weights, objective
 from softmax_regression.training.gradients import manual_loss_and_gradients
+from softmax_regression.training.model import initial_weights, objective
 
 
 def random_problem(n: int, d: int, k: int, seed: int, scale: float = 1.0):

@@ -18,9 +18,9 @@ from sklearn.linear_model import LogisticRegression
 
 from softmax_regression.config import TrainParams
 from softmax_regression.training.dataset import Dataset
-from softmax_regression.training.model import objective
 from softmax_regression.training.gradients import IMPLEMENTATIONS
 from softmax_regression.training.loop import train
+from softmax_regression.training.model import objective
 
 RELATIVE = 1e-5  # float32 training allows little better
 

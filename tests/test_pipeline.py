@@ -6,7 +6,6 @@ The files, `dvc metrics show`, and the MLflow run: params, the loss history, met
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pandas as pd
@@ -15,29 +14,24 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from softmax_regression.process import cpu_kernels
+from softmax_regression.runtime import cpu_kernels
 from softmax_regression.training.model import predict_proba, read_model
 
-from conftest import ROOT, run, tool_env
+from conftest import ROOT, run, run_id_of, store, tool_env
 
 OUTPUTS = ["data/interim/dataset.parquet", "data/split/train.parquet", "data/split/val.parquet",
            "data/split/test.parquet",
            "data/split/classes.json", "models/model.safetensors", "models/coefficients.csv",
-           "models/mlflow_run.json", "metrics/train.json", "metrics/eval.json", "metrics/eval_per_class.json",
+           "models/mlflow_run.json", "metrics/train.json", "metrics/eval.json", "reports/per_class.json",
            "plots/train_loss.csv", "plots/log_loss.csv", "plots/coefficients.png", "plots/confusion.png",
            "plots/confusion.csv"]
 
 
 def mlflow_client(repo):
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
-    return mlflow, mlflow.MlflowClient()
-
-
-def run_id_of(repo) -> str:
-    return json.loads((repo / "models/mlflow_run.json").read_text())["run_id"]
+    return mlflow, store(repo)
 
 
 def test_repro_writes_every_output_and_a_good_model(repo):
@@ -50,7 +44,7 @@ def test_repro_writes_every_output_and_a_good_model(repo):
     assert list(evaluation) == ["val_accuracy", "val_log_loss", "val_macro_f1", "test_accuracy", "test_log_loss",
                                 "test_macro_f1"]
     assert evaluation["test_accuracy"] >= 0.9 and evaluation["val_accuracy"] >= 0.8
-    per_class = json.loads((repo / "metrics/eval_per_class.json").read_text())
+    per_class = json.loads((repo / "reports/per_class.json").read_text())
     for part in ("val", "test"):  # 20 % of 50 rows of each class in each
         assert [m["support"] for m in per_class[part]["per_class"].values()] == [10, 10, 10]
         confusion = per_class[part]["confusion_matrix"]

@@ -19,7 +19,7 @@ import yaml
 from softmax_regression.commands.predict import predict_csv
 from softmax_regression.commands.promote import Decision, Entry, best, decide
 
-from conftest import IRIS, copy_built, free_port, run, serve, tool_env
+from conftest import IRIS, copy_built, free_port, interrupted_at, run, run_id_of, serve, store, tool_env
 
 NAME = "softmax-regression"  # tracking.registered_model in params.yaml
 
@@ -63,15 +63,8 @@ def lock_md5(repo: Path, path: str) -> str:
                 if out["path"] == path)
 
 
-def registry(repo: Path):
-    from mlflow.tracking import MlflowClient
-
-    uri = f"sqlite:///{repo / 'mlflow.db'}"
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
 def champion(repo: Path):
-    return registry(repo).get_model_version_by_alias(NAME, "champion")
+    return store(repo).get_model_version_by_alias(NAME, "champion")
 
 
 def make_promote(repo: Path, *args: str, check: bool = True):
@@ -92,7 +85,7 @@ SEEN: dict[str, tuple[str, float]] = {}  # train.l2: (run id, val_log_loss), as 
 
 
 def seen(repo: Path, l2: str) -> None:
-    run_id = json.loads((repo / "models/mlflow_run.json").read_text())["run_id"]
+    run_id = run_id_of(repo)
     SEEN[l2] = run_id, json.loads((repo / "metrics/eval.json").read_text())["val_log_loss"]
 
 
@@ -109,7 +102,7 @@ def test_the_first_promote_registers_the_run_with_its_lineage(repo):
     result = make_promote(repo)
     assert "decision: champion -> version 1 (there is no champion yet)" in result.stdout
     version = champion(repo)
-    run_id = json.loads((repo / "models/mlflow_run.json").read_text())["run_id"]
+    run_id = run_id_of(repo)
     evaluation = json.loads((repo / "metrics/eval.json").read_text())
     assert str(version.version) == "1" and version.run_id == run_id
     tags = version.tags
@@ -121,7 +114,7 @@ def test_the_first_promote_registers_the_run_with_its_lineage(repo):
         assert float(tags[key]) == evaluation[key], key
     again = make_promote(repo)
     assert "decision: the champion stays (the candidate is the champion already)" in again.stdout
-    assert len(registry(repo).search_model_versions(f"name = '{NAME}'")) == 1, "registered once"
+    assert len(store(repo).search_model_versions(f"name = '{NAME}'")) == 1, "registered once"
 
 
 def test_a_worse_run_later_leaves_the_champion(repo):
@@ -134,22 +127,36 @@ def test_a_worse_run_later_leaves_the_champion(repo):
     assert str(champion(repo).version) == str(before.version)
 
 
-def test_a_better_run_moves_it_and_the_best_of_three_l2_is_champion(repo):
-    better = exp_run(repo, "train.l2=0.001")
+def test_an_interrupt_while_it_registers_lets_the_registration_finish_and_moves_nothing(repo):
+    """SIGTERM in the middle of MLflow's insert of a model version: the registry call ends first (no locked
+    store), then promote stops with one line, before the alias moves."""
+    exp_run(repo, "train.l2=0.001")
     seen(repo, "0.001")
+    code = interrupted_at(["INSERT INTO model_versions"], ["-m", "softmax_regression.commands.promote"])
+    result = run([sys.executable, "-c", code], repo, env=tool_env(), check=False)
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.strip() == "error: interrupted; outputs written so far are complete, the rest untouched"
+    versions = store(repo).search_model_versions(f"name = '{NAME}'")
+    assert sorted(v.run_id for v in versions) == sorted([SEEN["0.01"][0], SEEN["0.001"][0]]), "the insert finished"
+    assert str(champion(repo).version) == "1", "the alias did not move"
+
+
+def test_a_better_run_moves_it_and_the_best_of_three_l2_is_champion(repo):
+    better = json.loads((repo / "metrics/eval.json").read_text())
     result = make_promote(repo)
     assert "decision: champion -> version 2 (val_log_loss" in result.stdout and "strictly better" in result.stdout
+    assert len(store(repo).search_model_versions(f"name = '{NAME}'")) == 2, "registered once, though asked twice"
     assert sorted(SEEN) == ["0.001", "0.01", "0.1"] and len({run_id for run_id, _ in SEEN.values()}) == 3
     best_l2 = min(SEEN, key=lambda l2: SEEN[l2][1])
     assert champion(repo).run_id == SEEN[best_l2][0] and best_l2 == "0.001"
     assert float(champion(repo).tags["val_log_loss"]) == better["val_log_loss"]
-    params = registry(repo).get_run(champion(repo).run_id).data.params
+    params = store(repo).get_run(champion(repo).run_id).data.params
     assert params["train.l2"] == "0.001"
 
 
 def test_the_champion_is_served_and_answers_as_make_predict(repo, tmp_path):
     version = champion(repo)
-    model = registry(repo).download_artifacts(version.run_id, "weights/model.safetensors", str(tmp_path))
+    model = store(repo).download_artifacts(version.run_id, "weights/model.safetensors", str(tmp_path))
     rows = pd.read_csv(IRIS).sample(n=9, random_state=5)
     rows.to_csv(tmp_path / "rows.csv", index=False)
     predict_csv(model, str(tmp_path / "rows.csv"), str(tmp_path / "expected.csv"))  # `make predict`'s, in-process
@@ -173,11 +180,13 @@ def test_runs_on_other_validation_data_are_refused_unless_forced(repo):
     exp_run(repo, "train.l2=0.001", "split.val_size=0.3")  # other validation rows (and fewer to train on)
     refused = make_promote(repo, check=False)
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
-    assert refused.stderr.strip().splitlines()[-1].startswith(
-        f"error: refused: the champion (version {before.version}) was evaluated on other validation data")
+    [line] = refused.stderr.strip().splitlines()
+    assert line.startswith(f"error: refused: the champion (version {before.version}) was evaluated on other "
+                           f"validation data"), line
     assert "candidate" in refused.stdout and "champion" in refused.stdout, "the table is printed"
+    assert "decision" not in refused.stdout, "the refusal is said once"
     assert str(champion(repo).version) == str(before.version)
-    assert len(registry(repo).search_model_versions(f"name = '{NAME}'")) == 2, "nothing registered"
+    assert len(store(repo).search_model_versions(f"name = '{NAME}'")) == 2, "nothing registered"
 
     forced = make_promote(repo, "--force")
     assert "decision: champion -> version 3 (--force" in forced.stdout
@@ -185,16 +194,14 @@ def test_runs_on_other_validation_data_are_refused_unless_forced(repo):
 
 
 def test_no_validation_rows_run_through_and_promote_refuses_in_one_line(repo):
-    from mlflow.tracking import MlflowClient
-
     evaluation = exp_run(repo, "split.val_size=0")
     assert sorted(evaluation) == ["test_accuracy", "test_log_loss", "test_macro_f1"]
     assert evaluation["test_accuracy"] >= 0.9
     assert len(pd.read_parquet(repo / "data/split/val.parquet")) == 0
     curves = (repo / "plots/log_loss.csv").read_text().splitlines()
     assert curves[0] == "iteration,train_log_loss,val_log_loss" and curves[1].endswith(",")
-    run_id = json.loads((repo / "models/mlflow_run.json").read_text())["run_id"]
-    logged = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}").get_run(run_id)
+    run_id = run_id_of(repo)
+    logged = store(repo).get_run(run_id)
     assert logged.info.status == "FINISHED" and "val_log_loss" not in logged.data.metrics
     assert [i.tags[0].value for i in logged.inputs.dataset_inputs] == ["training"]
     run(["dvc", "plots", "show", "--json"], repo)  # the plots still render

@@ -6,13 +6,12 @@ A run of a DVC experiment is re-run in a teammate's clone, from the shared store
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import copy_built, run
+from conftest import copy_built, interrupted_at, logged_weights, run, run_id_of, store, tool_env
 
 FAKE_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -25,22 +24,8 @@ def repo(built, tmp_path_factory) -> Path:
     return repo
 
 
-def client(repo: Path):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
-
-
 def make_rerun(repo: Path, run_id: str, check: bool = True):
     return run([sys.executable, "-m", "softmax_regression.commands.rerun", run_id], repo, check=check, timeout=600)
-
-
-def run_id_of(repo: Path) -> str:
-    return json.loads((repo / "models/mlflow_run.json").read_text())["run_id"]
-
-
-def logged_weights(repo: Path, run_id: str, folder: Path) -> bytes:
-    return Path(client(repo).download_artifacts(run_id, "weights/model.safetensors", str(folder))).read_bytes()
 
 
 def one_line(result) -> str:
@@ -56,7 +41,7 @@ def test_an_unknown_run_id_is_one_line(repo):
 
 
 def test_a_commit_not_in_the_repository_is_one_line(repo):
-    c = client(repo)
+    c = store(repo)
     experiment = c.get_experiment_by_name("softmax-regression").experiment_id
     other = c.create_run(experiment, tags={"mlflow.source.git.commit": FAKE_COMMIT}).info.run_id
     c.set_terminated(other)
@@ -77,12 +62,23 @@ def test_a_dirty_workspace_is_refused_and_nothing_is_lost(repo):
     run(["git", "checkout", "--", "params.yaml"], repo)
 
 
+def test_an_interrupt_while_it_reads_the_run_changes_nothing(repo):
+    """SIGTERM in the middle of MLflow's query for the run: the query ends first (no locked store), then the
+    command stops with one line, before anything in the workspace is touched."""
+    first = run_id_of(repo)
+    code = interrupted_at(["SELECT"], ["-m", "softmax_regression.commands.rerun", first])
+    result = run([sys.executable, "-c", code], repo, env=tool_env(), check=False)
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.strip() == "error: interrupted; outputs written so far are complete, the rest untouched"
+    assert run(["git", "status", "--porcelain"], repo).stdout == "" and run_id_of(repo) == first
+
+
 def test_a_run_of_a_commit_is_rerun_to_the_same_bits(repo, tmp_path):
     first = run_id_of(repo)
     result = make_rerun(repo, first)
     assert "rerun: the weights are the same, bit for bit" in result.stdout, result.stdout + result.stderr
-    assert f"restored commit {client(repo).get_run(first).data.tags['mlflow.source.git.commit'][:7]}" in result.stderr
-    assert (repo / "models/model.safetensors").read_bytes() == logged_weights(repo, first, tmp_path)
+    assert f"restored commit {store(repo).get_run(first).data.tags['mlflow.source.git.commit'][:7]}" in result.stderr
+    assert (repo / "models/model.safetensors").read_bytes() == logged_weights(repo, first, tmp_path).read_bytes()
     assert run_id_of(repo) != first, "the re-run is a run of its own"
     digest = hashlib.sha256((repo / "models/model.safetensors").read_bytes()).hexdigest()
     assert f"sha256 {digest}" in result.stdout

@@ -2,7 +2,7 @@
 names and probabilities out, the same numbers as `make predict`; loaded without the package and without
 unpickling anything.
 
-The model is trained on Iris here and logged with `pyfunc.log_model`, the call the train stage makes, into
+The model is trained on Iris here and logged with `runs.log_model`, the call the train stage makes, into
 a temporary store; test_pipeline.py checks the model a real `dvc repro` logs.
 """
 
@@ -19,17 +19,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
-from softmax_regression.serving import pyfunc
-from softmax_regression.process import cpu_kernels
-from softmax_regression.config import TrainParams
-from softmax_regression.training.dataset import Dataset
-from softmax_regression.training.model import write_model
 from softmax_regression.commands.predict import predict_csv
-from softmax_regression.data.raw import read_raw
-from softmax_regression.data.split import encode_labels
+from softmax_regression.config import TrainParams
+from softmax_regression.runtime import cpu_kernels
+from softmax_regression.tracking import runs
+from softmax_regression.training.dataset import Dataset
 from softmax_regression.training.loop import train
+from softmax_regression.training.model import write_model
 
 from conftest import IRIS, free_port, serve, tool_env
 
@@ -38,14 +35,13 @@ SETOSA = {"SepalLengthCm": 5.1, "SepalWidthCm": 3.5, "PetalLengthCm": 1.4, "Peta
 
 
 @pytest.fixture(scope="module")
-def logged(tmp_path_factory) -> dict:
+def logged(tmp_path_factory, iris) -> dict:
     """A model trained on Iris, its safetensors file, and its MLflow model in a temporary sqlite store."""
     import mlflow
 
     folder = tmp_path_factory.mktemp("serving")
-    table = read_raw(IRIS, "Species", ("Id",))
-    y, classes = encode_labels(table["Species"])
-    data = Dataset(torch.tensor(table[FEATURES].to_numpy()), torch.from_numpy(y), FEATURES, classes)
+    classes = sorted(pd.read_csv(IRIS)["Species"].unique())
+    data = Dataset(*iris, FEATURES, classes)
     model, _, _ = train(data, TrainParams(impl="manual", iterations=250, lr=0.1, l2=0.01, seed=0))
     write_model(folder / "model.safetensors", model)
     uri = f"sqlite:///{folder / 'mlflow.db'}"
@@ -54,7 +50,7 @@ def logged(tmp_path_factory) -> dict:
     try:
         experiment = mlflow.MlflowClient().create_experiment("serving", (folder / "mlruns").as_uri())
         with mlflow.start_run(experiment_id=experiment) as run:
-            pyfunc.log_model(folder / "model.safetensors", table[FEATURES].head(5))
+            runs.log_model(folder / "model.safetensors", pd.DataFrame(iris[0][:5].numpy(), columns=FEATURES))
     finally:  # set_tracking_uri exports MLFLOW_TRACKING_URI: leave the environment as it was
         os.environ.pop("MLFLOW_TRACKING_URI", None)
         if before is not None:

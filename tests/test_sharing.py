@@ -5,13 +5,12 @@ from its run id alone to the same bits. Tests run in file order."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import copy_built, run, tool_env
+from conftest import copy_built, logged_weights, run, run_id_of, store, tool_env
 
 EXPERIMENT = "shared-l2"
 
@@ -52,7 +51,7 @@ def test_a_fresh_clone_pulls_the_data_and_has_nothing_to_recompute(team):
 def test_a_pushed_experiment_is_pulled_applied_and_needs_no_rerun_and_its_run_is_found(team):
     alice = team["alice"]
     run(["dvc", "exp", "run", "-n", EXPERIMENT, "-S", "train.l2=0.001"], alice)
-    run_id = json.loads((alice / "models/mlflow_run.json").read_text())["run_id"]
+    run_id = run_id_of(alice)
     run(["dvc", "exp", "push", "origin", EXPERIMENT], alice)
 
     carol = clone(team, "carol")
@@ -64,23 +63,19 @@ def test_a_pushed_experiment_is_pulled_applied_and_needs_no_rerun_and_its_run_is
     repro = run(["dvc", "repro"], carol)
     assert "Running stage" not in repro.stdout, repro.stdout
 
-    from mlflow.tracking import MlflowClient  # Alice's store stands for the team's shared store or server
-
-    shared = MlflowClient(f"sqlite:///{alice / 'mlflow.db'}")
+    shared = store(alice)  # Alice's store stands for the team's shared store or server
     experiment = shared.get_experiment_by_name("softmax-regression").experiment_id
     found = shared.search_runs([experiment], f"tags.`dvc.exp_name` = '{EXPERIMENT}'")
     assert [r.info.run_id for r in found] == [run_id]
-    assert json.loads((carol / "models/mlflow_run.json").read_text())["run_id"] == run_id
+    assert run_id_of(carol) == run_id
     assert found[0].info.status == "FINISHED" and found[0].data.params["train.l2"] == "0.001"
 
 
 def test_a_teammate_reruns_the_pushed_experiment_from_its_run_id_to_the_same_bits(team, tmp_path):
     """Dave has the run id from the team's store (Alice's, as above) and a fresh clone: `dvc exp pull`,
     then `make rerun`, which restores the experiment, trains again and gets the logged weights to the bit."""
-    from mlflow.tracking import MlflowClient
-
     shared_uri = f"sqlite:///{team['alice'] / 'mlflow.db'}"
-    shared = MlflowClient(shared_uri)
+    shared = store(team["alice"])
     experiment = shared.get_experiment_by_name("softmax-regression").experiment_id
     [pushed] = shared.search_runs([experiment], f"tags.`dvc.exp_name` = '{EXPERIMENT}'")
     dave = clone(team, "dave")
@@ -91,8 +86,8 @@ def test_a_teammate_reruns_the_pushed_experiment_from_its_run_id_to_the_same_bit
     assert f"restored DVC experiment {EXPERIMENT}" in result.stderr, result.stderr
     assert "rerun: the weights are the same, bit for bit" in result.stdout, result.stdout + result.stderr
     assert "l2: 0.001 " in (dave / "params.yaml").read_text()
-    logged = shared.download_artifacts(pushed.info.run_id, "weights/model.safetensors", str(tmp_path))
-    assert (dave / "models/model.safetensors").read_bytes() == Path(logged).read_bytes()
-    again = json.loads((dave / "models/mlflow_run.json").read_text())["run_id"]
+    logged = logged_weights(team["alice"], pushed.info.run_id, tmp_path)
+    assert (dave / "models/model.safetensors").read_bytes() == logged.read_bytes()
+    again = run_id_of(dave)
     assert again != pushed.info.run_id and shared.get_run(again).info.status == "FINISHED", \
         "the re-run is a run of its own, in the team's store"

@@ -27,19 +27,6 @@ class TrackingError(PipelineError):
     """The MLflow tracking store or server cannot be used."""
 
 
-def interrupted(error: BaseException) -> bool:
-    """Whether `error` is, or was raised because of, Ctrl-C or SIGTERM (a KeyboardInterrupt). Python raises
-    the interrupt wherever the process happens to be, and some places wrap it: in the middle of creating a
-    class (an import, say) it comes out as a RuntimeError whose cause is the KeyboardInterrupt."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, KeyboardInterrupt):
-            return True
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return False
-
-
 def missing_features(features: list[str], columns: list[str]) -> str | None:
     """What to say when some of a model's feature columns are not among `columns`; None when all are."""
     missing = [c for c in features if c not in columns]

@@ -1,10 +1,10 @@
 """Ctrl-C and SIGTERM in a stage: a KeyboardInterrupt, but never in the middle of a call to the tracking store.
 
 Python raises a signal's exception wherever the main thread happens to be. Raised between a database query and
-the fetch of its rows, it left the sqlite connection holding its lock, and marking the run KILLED then waited
-out MLflow's busy timeout (20 s) twice, each time with a "database is locked" traceback. So a stage's calls to
-MLflow run in a `deferred()` block: a signal that arrives there is raised when the block ends. A second signal
-is raised at once: a way out of a call that hangs, such as one to a tracking server that stopped answering.
+the fetch of its rows, it would leave the sqlite connection holding its lock, and marking the run KILLED would
+then wait out MLflow's busy timeout (20 s). So every call to MLflow runs in a `deferred()` block: a signal that
+arrives there is raised when the block ends. A second signal is raised at once: a way out of a call that hangs,
+such as one to a tracking server that stopped answering.
 """
 
 from __future__ import annotations
@@ -52,3 +52,16 @@ def _handle(signum: int, frame: object) -> None:
         _pending = True
         return
     raise KeyboardInterrupt
+
+
+def interrupted(error: BaseException) -> bool:
+    """Whether `error` is, or was raised because of, Ctrl-C or SIGTERM (a KeyboardInterrupt). Python raises
+    the interrupt wherever the process happens to be, and some places wrap it: in the middle of creating a
+    class (an import, say) it comes out as a RuntimeError whose cause is the KeyboardInterrupt."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False

@@ -1,8 +1,8 @@
 """From many runs to one champion, chosen on validation rows alone.
 
     make promote                                   # = python -m softmax_regression.commands.promote
-    python -m softmax_regression.commands.promote --metric val_accuracy
-    python -m softmax_regression.commands.promote --force   # even when the champion saw other validation data
+    make promote ARGS='--metric val_accuracy'
+    make promote ARGS=--force                      # even when the champion saw other validation data
 
 Among the FINISHED, evaluated runs of the tracking experiment whose validation rows are the workspace's
 `data/split/val.parquet` (the same md5, the digest of the run's "validation" dataset input), the best by
@@ -13,22 +13,20 @@ strictly better than the champion on the same validation data. Test rows play no
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from softmax_regression.process import run_stage, text_table
+from softmax_regression import paths
+from softmax_regression.commands.console import parser, text_table
 from softmax_regression.config import TrackingParams, read_params, section
+from softmax_regression.data.tables import parquet_rows
 from softmax_regression.errors import PipelineError
 from softmax_regression.files import file_md5
-from softmax_regression.tracking.lineage import repo_root
-from softmax_regression.data.tables import parquet_rows
+from softmax_regression.process import run_main
+from softmax_regression.tracking import names
 
-VAL = Path("data/split/val.parquet")
-ALIAS = "champion"
 METRICS = ("val_log_loss", "val_accuracy", "val_macro_f1")  # what runs may be chosen on
 REPORTED = (*METRICS, "test_log_loss", "test_accuracy", "test_macro_f1")  # copied to a version's tags
 
@@ -89,136 +87,104 @@ def decide(candidate: Entry, champion: Entry | None, metric: str, force: bool = 
     return Decision(better, f"{metric} {new:.6g} {sign} {old:.6g}: {verdict}")
 
 
-def render(candidate: Entry, champion: Entry | None, metric: str, decision: Decision) -> str:
+def render(candidate: Entry, champion: Entry | None, metric: str) -> str:
     columns = ("", "version", "MLflow run id", "DVC experiment (or run name)", metric, "validation md5")
     rows = [(role, e.version or "-", e.run_id, e.name, f"{e.metrics.get(metric, float('nan')):.6f}",
              e.val_digest or "-") if e else (role, "-", "-", "-", "-", "-")
             for role, e in (("candidate", candidate), ("champion", champion))]
-    outcome = f"champion -> version {candidate.version}" if decision.promote else "the champion stays"
-    return f"{text_table(columns, rows)}\ndecision: {outcome} ({decision.reason})"
+    return text_table(columns, rows)
 
 
-def workspace_val_digest(root: Path) -> str:
+def outcome(candidate: Entry, decision: Decision) -> str:
+    """The decision line below the table (a refusal is the command's error line instead)."""
+    moved = f"champion -> version {candidate.version}" if decision.promote else "the champion stays"
+    return f"decision: {moved} ({decision.reason})"
+
+
+def workspace_val_digest() -> str:
     """The md5 of the workspace's validation rows; refuses when there are none."""
-    path = root / VAL
+    path = paths.repo_root() / paths.VAL
     if not path.exists():
-        raise PromotionRefused(f"{VAL} not found: run the pipeline first (make run)")
+        raise PromotionRefused(f"{paths.VAL} not found: run the pipeline first (make run)")
     if parquet_rows(path) == 0:
         raise PromotionRefused("split.val_size is 0: there are no validation rows to choose a run on; set "
                                "split.val_size (0.2 is the default) and run `dvc repro`")
     return file_md5(path)
 
 
+def entry(run: Any, version: str | None = None) -> Entry:
+    from softmax_regression.tracking import runs
+
+    return Entry(run.info.run_id, run.data.tags.get(names.EXP_NAME) or run.info.run_name or "-",
+                 run.info.start_time, runs.dataset_digest(run, names.VALIDATION), dict(run.data.metrics), version)
+
+
 def candidates(experiment: str, val_digest: str) -> list[Entry]:
     """The experiment's FINISHED, evaluated training runs evaluated on these validation rows. A run that
     re-evaluated another's model (tag trained_by_run) is left out: its numbers are its model's run's."""
-    from mlflow.tracking import MlflowClient
+    from softmax_regression.tracking import runs
 
-    from softmax_regression.tracking import runs as tracking
-
-    client = MlflowClient()
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        return []
-    query = f"attributes.status = 'FINISHED' and tags.{tracking.EVALUATED_TAG} = 'true'"
-    entries, token = [], None
-    while True:
-        page = client.search_runs([found.experiment_id], query, max_results=1000, page_token=token)
-        entries += [entry(run) for run in page if "trained_by_run" not in run.data.tags]
-        token = page.token
-        if not token:
-            break
-    return [e for e in entries if e.val_digest == val_digest]
-
-
-def entry(run: Any, version: str | None = None) -> Entry:
-    from softmax_regression.tracking import runs as tracking
-
-    return Entry(run.info.run_id, run.data.tags.get("dvc.exp_name") or run.info.run_name or "-",
-                 run.info.start_time, tracking.dataset_digest(run, "validation"), dict(run.data.metrics), version)
+    query = f"attributes.status = 'FINISHED' and tags.{names.EVALUATED} = 'true'"
+    found = [entry(run) for run in runs.search(experiment, query) if names.TRAINED_BY_RUN not in run.data.tags]
+    return [e for e in found if e.val_digest == val_digest]
 
 
 def champion_of(name: str) -> Entry | None:
-    """The version the alias points at, as an Entry of its run; None when there is none."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
+    from softmax_regression.tracking import registry
 
-    client = MlflowClient()
-    try:
-        version = client.get_model_version_by_alias(name, ALIAS)
-    except MlflowException as e:
-        if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
-            return None
-        raise
-    return entry(client.get_run(version.run_id), str(version.version))
+    found = registry.champion(name)
+    return None if found is None else entry(found[1], found[0])
 
 
 def register(name: str, chosen: Entry) -> str:
-    """The version of `chosen`'s model under `name`, registering it (with its lineage as tags) if need be."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
+    """The version of `chosen`'s model under `name`, registering it, with its lineage as tags, if need be."""
+    from softmax_regression.tracking import registry, runs
 
-    client = MlflowClient()
-    try:
-        client.create_registered_model(name, description="Softmax regression models chosen by `make promote`; "
-                                                         "the alias `champion` is the one `make serve` serves")
-    except MlflowException as e:
-        if e.error_code != "RESOURCE_ALREADY_EXISTS":
-            raise
-    existing = client.search_model_versions(f"name = '{name}' and run_id = '{chosen.run_id}'")
-    if existing:
-        return str(min(int(v.version) for v in existing))
-    run = client.get_run(chosen.run_id)
-    tags = {"mlflow_run_id": chosen.run_id, "dvc_exp_name": run.data.tags.get("dvc.exp_name", ""),
-            "git_commit": run.data.tags.get("mlflow.source.git.commit", ""),
-            "data_md5": run.data.tags.get("dvc.raw_data_md5", ""), "val_data_md5": chosen.val_digest or ""}
+    run = runs.find_run(chosen.run_id)
+    tags = {"mlflow_run_id": chosen.run_id, "dvc_exp_name": run.data.tags.get(names.EXP_NAME, ""),
+            "git_commit": run.data.tags.get(names.GIT_COMMIT, ""),
+            "data_md5": run.data.tags.get(names.RAW_DATA_MD5, ""), "val_data_md5": chosen.val_digest or ""}
     tags |= {key: repr(chosen.metrics[key]) for key in REPORTED if key in chosen.metrics}
-    outputs = run.outputs.model_outputs if run.outputs else []
-    if not outputs:
-        raise PromotionRefused(f"run {chosen.run_id} logged no MLflow model to register")
-    model_id = max(outputs, key=lambda output: output.step).model_id  # the train stage logs one
-    version = client.create_model_version(name, f"models:/{model_id}", chosen.run_id, model_id=model_id,
-                                          tags={k: v for k, v in tags.items() if v})
-    return str(version.version)
+    try:
+        return registry.version_of(name, run, tags)
+    except ValueError as e:
+        raise PromotionRefused(str(e)) from None
 
 
 def promote(metric: str = "val_log_loss", force: bool = False) -> tuple[Entry, Entry | None, Decision]:
     """Choose, register and (if the decision says so) move the alias; returns what was decided."""
-    from mlflow.tracking import MlflowClient
-
-    from softmax_regression.tracking import runs as tracking
+    from softmax_regression.tracking import registry, runs
 
     params = section(read_params(), "tracking", TrackingParams)
-    root = repo_root()
-    digest = workspace_val_digest(root)
-    tracking.connect()
+    digest = workspace_val_digest()
+    runs.connect()
     chosen = best(candidates(params.experiment, digest), metric)
     if chosen is None:
         raise PromotionRefused(f"no FINISHED, evaluated run of experiment {params.experiment!r} has {metric} on "
-                               f"these validation rows ({VAL}, md5 {digest}); run `dvc repro` first")
+                               f"these validation rows ({paths.VAL}, md5 {digest}); run `dvc repro` first")
     champion = champion_of(params.registered_model)
     decision = decide(chosen, champion, metric, force)
     if decision.refused:
         return chosen, champion, decision
     chosen = dataclasses.replace(chosen, version=register(params.registered_model, chosen))
     if decision.promote:
-        MlflowClient().set_registered_model_alias(params.registered_model, ALIAS, chosen.version)
+        registry.make_champion(params.registered_model, chosen.version)
     return chosen, champion, decision
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m softmax_regression.commands.promote", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--metric", choices=METRICS, default="val_log_loss",
-                        help="what to choose on (default: %(default)s)")
-    parser.add_argument("--force", action="store_true",
-                        help="replace a champion evaluated on other validation data, without comparing")
-    args = parser.parse_args(argv)
+    arguments = parser("promote", __doc__)
+    arguments.add_argument("--metric", choices=METRICS, default="val_log_loss",
+                           help="what to choose on (default: %(default)s)")
+    arguments.add_argument("--force", action="store_true",
+                           help="replace a champion evaluated on other validation data, without comparing")
+    args = arguments.parse_args(argv)
     chosen, champion, decision = promote(args.metric, args.force)
-    print(render(chosen, champion, args.metric, decision))
+    print(render(chosen, champion, args.metric))
     if decision.refused:
         raise PromotionRefused(decision.reason)
+    print(outcome(chosen, decision))
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_main(main)

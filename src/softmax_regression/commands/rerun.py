@@ -13,9 +13,7 @@ this repository, and a workspace with uncommitted changes.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -23,30 +21,18 @@ from typing import Any
 
 import yaml
 
-from softmax_regression.process import run_stage
-from softmax_regression.config import PARAMS_FILE, flatten
+from softmax_regression import paths
+from softmax_regression.commands.console import parser
+from softmax_regression.config import flatten
 from softmax_regression.errors import PipelineError
-from softmax_regression.tracking.lineage import as_yaml, changed_params, repo_root
-
-MODEL = Path("models/model.safetensors")
-LOGGED_MODEL = "weights/model.safetensors"
+from softmax_regression.pipeline.repo import dvc, git
+from softmax_regression.process import run_main
+from softmax_regression.tracking import names
+from softmax_regression.tracking.lineage import as_yaml, changed_params
 
 
 class RerunRefused(PipelineError):
     """The run cannot be brought back here; nothing was changed."""
-
-
-def git(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(["git", *args], cwd=repo_root(), capture_output=True, text=True, check=False)
-    if check and result.returncode != 0:
-        raise PipelineError(f"`git {' '.join(args)}` failed: {(result.stderr.strip() or '(no output)').splitlines()[-1]}")
-    return result
-
-
-def dvc(*args: str) -> None:
-    """A DVC command whose output the user sees as it goes."""
-    if subprocess.run(["dvc", *args], cwd=repo_root(), check=False).returncode != 0:
-        raise PipelineError(f"`dvc {' '.join(args)}` failed (its message is above)")
 
 
 def check_clean() -> None:
@@ -80,11 +66,11 @@ def logged_params(logged: dict[str, str], committed: dict[str, Any]) -> tuple[di
 def source_of(run: Any) -> tuple[str, str]:
     """Where the run's code and params come from: ("experiment", its name) when this repository holds its
     DVC experiment, else ("commit", its git commit); refuses when neither is here."""
-    experiment, commit = run.data.tags.get("dvc.exp_name"), run.data.tags.get("mlflow.source.git.commit")
+    experiment, commit = run.data.tags.get(names.EXP_NAME), run.data.tags.get(names.GIT_COMMIT)
     if experiment and has_experiment(experiment):
         return "experiment", experiment
     if not commit:
-        raise RerunRefused(f"run {run.info.run_id} recorded no git commit (tag mlflow.source.git.commit)")
+        raise RerunRefused(f"run {run.info.run_id} recorded no git commit (tag {names.GIT_COMMIT})")
     if git("cat-file", "-e", f"{commit}^{{commit}}", check=False).returncode != 0:
         raise RerunRefused(f"run {run.info.run_id} was made at commit {commit}, which is not in this repository; "
                            f"fetch it (git fetch origin) and try again")
@@ -98,12 +84,10 @@ def restore(run: Any, kind: str, ref: str) -> str:
         return f"DVC experiment {ref}"
     if git("rev-parse", "HEAD").stdout.strip() != ref:
         git("checkout", "--quiet", ref)
-    with open(repo_root() / PARAMS_FILE, encoding="utf-8") as f:
-        committed = yaml.safe_load(f)
-    params, changed = logged_params(run.data.params, committed)
+    params_file = paths.repo_root() / paths.PARAMS
+    params, changed = logged_params(run.data.params, yaml.safe_load(params_file.read_text(encoding="utf-8")))
     if changed:
-        with open(repo_root() / PARAMS_FILE, "w", encoding="utf-8") as f:
-            yaml.safe_dump(params, f, sort_keys=False)
+        params_file.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     extra = f" with {', '.join(changed)} as logged" if changed else ""
     return f"commit {ref[:7]}{extra}"
 
@@ -114,12 +98,10 @@ def sha256(path: Path) -> str:
 
 def rerun(run_id: str) -> bool:
     """Restore, re-run and compare; True when the new weights are the logged ones, byte for byte."""
-    from mlflow.tracking import MlflowClient
+    from softmax_regression.tracking import runs
 
-    from softmax_regression.tracking import runs as tracking
-
-    uri = tracking.connect()
-    run = tracking.find_run(run_id)
+    uri = runs.connect()
+    run = runs.find_run(run_id)
     if run is None:
         raise RerunRefused(f"MLflow run {run_id} is not in {uri}; check the id (the UI's Run ID), or set "
                            f"MLFLOW_TRACKING_URI to the store that has it")
@@ -127,29 +109,28 @@ def rerun(run_id: str) -> bool:
     check_clean()
     with tempfile.TemporaryDirectory() as folder:
         try:
-            logged = Path(MlflowClient().download_artifacts(run_id, LOGGED_MODEL, folder))
+            logged = runs.download(run_id, names.LOGGED_MODEL, folder)
         except Exception as e:  # noqa: BLE001 - MLflow raises several kinds for a missing artifact
-            raise RerunRefused(f"run {run_id} has no {LOGGED_MODEL} to compare with: {e}") from None
+            raise RerunRefused(f"run {run_id} has no {names.LOGGED_MODEL} to compare with: {e}") from None
         how = restore(run, kind, ref)
         print(f"rerun: restored {how}; running the pipeline again (dvc repro -f)", file=sys.stderr, flush=True)
         dvc("repro", "-f")
-        new, old = sha256(repo_root() / MODEL), sha256(logged)
+        new, old = sha256(paths.repo_root() / paths.MODEL), sha256(logged)
     same = new == old
-    print(f"rerun: {MODEL} sha256 {new}\n"
-          f"rerun: run {run_id}'s {LOGGED_MODEL} sha256 {old}\n"
+    print(f"rerun: {paths.MODEL} sha256 {new}\n"
+          f"rerun: run {run_id}'s {names.LOGGED_MODEL} sha256 {old}\n"
           f"rerun: the weights are {'the same, bit for bit' if same else 'DIFFERENT'}")
     return same
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m softmax_regression.commands.rerun", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_id", help="the MLflow run to re-run")
-    args = parser.parse_args(argv)
+    arguments = parser("rerun", __doc__)
+    arguments.add_argument("run_id", help="the MLflow run to re-run")
+    args = arguments.parse_args(argv)
     if not rerun(args.run_id):
-        raise PipelineError("the re-run's weights differ from the logged ones (see README, 'Same bits', for when "
+        raise PipelineError("the re-run's weights differ from the logged ones (docs/reproducibility.md says when "
                             "they can)")
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_main(main)

@@ -1,9 +1,11 @@
-"""Serve the champion: `models:/<tracking.registered_model>@champion` over HTTP, with MLflow's scoring server.
+"""Serve the champion, `models:/<tracking.registered_model>@champion`, over HTTP with MLflow's scoring server,
+until Ctrl-C.
 
     make serve                                     # = python -m softmax_regression.commands.serve
-    python -m softmax_regression.commands.serve --port 5002
+    make serve PORT=5002
 
-POST a table of named feature columns to /invocations; the answer is each row's class and probabilities:
+POST a table of named feature columns to /invocations; the answer is each row's class and
+probabilities:
 
     curl -s http://127.0.0.1:5001/invocations -H 'Content-Type: application/json' -d '{"dataframe_split":
       {"columns": ["SepalLengthCm", "SepalWidthCm", "PetalLengthCm", "PetalWidthCm"], "data": [[5.1, 3.5, 1.4, 0.2]]}}'
@@ -11,32 +13,31 @@ POST a table of named feature columns to /invocations; the answer is each row's 
 
 from __future__ import annotations
 
-import os
 import sys
 
-from softmax_regression.process import run_stage, server_arguments
+from softmax_regression.commands.console import run_server, server_arguments
 from softmax_regression.config import TrackingParams, read_params, section
 from softmax_regression.errors import PipelineError
-from softmax_regression.commands.promote import ALIAS
+from softmax_regression.process import run_main
+from softmax_regression.tracking.names import ALIAS
 
 
 def main(argv: list[str] | None = None) -> None:
     args = server_arguments("serve", __doc__, 5001, argv)
     name = section(read_params(), "tracking", TrackingParams).registered_model
-    from softmax_regression.tracking import runs as tracking  # mlflow: seconds
-    from softmax_regression.commands.promote import champion_of
+    from softmax_regression.tracking import registry, runs  # mlflow: seconds
 
-    uri = tracking.connect()  # exported as MLFLOW_TRACKING_URI, for the server to find the model by
-    champion = champion_of(name)
+    uri = runs.connect()  # exported as MLFLOW_TRACKING_URI, for the server to find the model by
+    champion = registry.champion(name)
     if champion is None:
         raise PipelineError(f"no champion among the registered versions of {name!r} in {uri}: run `make promote` "
                             f"first")
-    print(f"serve: {name} version {champion.version} (MLflow run {champion.run_id}) at "
+    version, run = champion
+    print(f"serve: {name} version {version} (MLflow run {run.info.run_id}) at "
           f"http://{args.host}:{args.port}/invocations", file=sys.stderr, flush=True)
-    command = ["mlflow", "models", "serve", "-m", f"models:/{name}@{ALIAS}", "--env-manager", "local",
-               "--host", args.host, "--port", str(args.port)]
-    os.execvp(command[0], command)  # the server in this process: Ctrl-C and SIGTERM reach it
+    run_server("serve", ["mlflow", "models", "serve", "-m", f"models:/{name}@{ALIAS}", "--env-manager", "local",
+                         "--host", args.host, "--port", str(args.port)])
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_main(main)

@@ -1,18 +1,25 @@
 """The MLflow UI on this project's runs: `make ui` (= python -m softmax_regression.commands.ui).
 
-Prints the address that opens the experiment on its runs table, in MLflow's "Model training" view, sorted
-by validation log-loss (best first), then serves the local store there. With MLFLOW_TRACKING_URI set to a
-server, that server already has a UI: the address on it is printed, and nothing is started.
+Prints the address that opens the experiment on its runs table, in MLflow's "Model training" view: the runs
+evaluated on the workspace's validation rows (the same md5 as `data/split/val.parquet`), whose numbers can be
+compared, best validation log-loss first. Then it serves the local store there, until Ctrl-C. With
+MLFLOW_TRACKING_URI set to a server, that server already has a UI: the address on it is printed, and nothing
+is started.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from urllib.parse import quote
 
-from softmax_regression.process import run_stage, server_arguments
+from softmax_regression import paths
+from softmax_regression.commands.console import run_server, server_arguments
 from softmax_regression.config import TrackingParams, read_params, section
+from softmax_regression.data.tables import parquet_rows
 from softmax_regression.errors import TrackingError
+from softmax_regression.files import file_md5
+from softmax_regression.process import run_main
 
 # The runs table in the "Model training" view (without workflowType, MLflow 3.17 opens an experiment on its
 # GenAI overview), best validation log-loss first; compareRunsMode=CHART is the chart view of the same runs.
@@ -20,32 +27,42 @@ RUNS_PAGE = "{base}/#/experiments/{id}/runs?workflowType=machine_learning&orderB
             "&orderByAsc=true"
 
 
-def runs_page(base: str, experiment_id: str) -> str:
-    return RUNS_PAGE.format(base=base.rstrip("/"), id=experiment_id)
+def runs_page(base: str, experiment_id: str, val_digest: str | None = None) -> str:
+    """The runs table; with `val_digest`, only the runs whose dataset inputs include those validation rows."""
+    page = RUNS_PAGE.format(base=base.rstrip("/"), id=experiment_id)
+    return page if val_digest is None else f"{page}&searchFilter={quote(f'datasets.digest = {val_digest!r}')}"
+
+
+def workspace_val_digest() -> str | None:
+    """The md5 of the workspace's validation rows, if there are any."""
+    path = paths.repo_root() / paths.VAL
+    return file_md5(path) if path.exists() and parquet_rows(path) else None
 
 
 def main(argv: list[str] | None = None) -> None:
     args = server_arguments("ui", __doc__, 5000, argv)
     experiment = section(read_params(), "tracking", TrackingParams).experiment
-    from softmax_regression.tracking import runs as tracking  # mlflow: seconds
+    from softmax_regression.tracking import runs  # mlflow: seconds
+    from softmax_regression.tracking.uri import is_server
 
-    uri = tracking.connect()
-    server = uri.startswith(("http://", "https://"))
+    uri = runs.connect()
+    server = is_server(uri)
     if not server and not os.path.exists(uri.removeprefix("sqlite:///")):
         raise TrackingError(f"no MLflow store at {uri} yet: run the pipeline first (make run)")
-    experiment_id = tracking.experiment_id(experiment)  # also tags an older store's experiment for the view
+    digest = workspace_val_digest()
     base = uri if server else f"http://{args.host}:{args.port}"
-    print(f"ui: the runs of {experiment!r}: {runs_page(base, experiment_id)}", file=sys.stderr, flush=True)
+    rows = "evaluated on the workspace's validation rows" if digest else "(the workspace has no validation rows)"
+    print(f"ui: the runs of {experiment!r} {rows}, best val_log_loss first: "
+          f"{runs_page(base, runs.experiment_id(experiment), digest)}", file=sys.stderr, flush=True)
     if server:
         return
     # One server process: MLflow's default of four, each importing MLflow, is for a shared server. And no
     # job runner: MLflow 3 starts one with seven task consumers beside the server, for GenAI scorers and
     # trace jobs these runs never use (a user's MLFLOW_SERVER_ENABLE_JOB_EXECUTION wins).
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
-    command = ["mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port),
-               "--workers", "1"]
-    os.execvp(command[0], command)
+    run_server("ui", ["mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port),
+                      "--workers", "1"])
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_main(main)

@@ -45,8 +45,8 @@ def ingest_csv(path: str | Path, out: str | Path, label: str, drop: tuple[str, .
     the last block, leaves no output. The problems are those of `raw_blocks`."""
     import pyarrow.parquet as pq
 
-    from softmax_regression.files import atomic_path
     from softmax_regression.data.tables import ROW_GROUP
+    from softmax_regression.files import atomic_path
 
     summary = Ingested(0, [], {}, 0)
     with atomic_path(out) as tmp:
@@ -66,15 +66,6 @@ def ingest_csv(path: str | Path, out: str | Path, label: str, drop: tuple[str, .
             if writer is not None:
                 writer.close()
     return summary
-
-
-def read_raw(path: str | Path, label: str, drop: tuple[str, ...] = (), delimiter: str = ",",
-             missing: str = "error") -> pd.DataFrame:
-    """The whole CSV in memory, as `ingest_csv` writes it; `attrs["dropped_rows"]` counts the rows dropped."""
-    summary = Ingested(0, [], {}, 0)
-    table = pa.concat_tables(list(raw_blocks(path, label, drop, delimiter, missing, summary))).to_pandas()
-    table.attrs["dropped_rows"] = summary.dropped_rows
-    return table
 
 
 def raw_blocks(path: str | Path, label: str, drop: tuple[str, ...], delimiter: str, missing: str,
@@ -150,6 +141,24 @@ def read_features(path: str | Path, features: list[str], delimiter: str = ",") -
     for name, values in columns.items():
         _check_present(path, name, values.isna().to_numpy(), "missing values")
     return pd.DataFrame(columns)
+
+
+def read_text_columns(path: str | Path, columns: list[str], delimiter: str = ",") -> pd.DataFrame:
+    """The columns of a CSV, in that order, as the text they hold (an empty cell is ""): what `make predict
+    --keep` carries through. A missing column is a DataError naming it."""
+    path = Path(path)
+    header = _read_header(path, delimiter, param="the input file")
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise DataError(f"{path}: column {missing[0]!r} to keep is missing; columns are: {', '.join(header)}")
+    try:
+        table = pv.read_csv(path, parse_options=pv.ParseOptions(delimiter=delimiter),
+                            convert_options=pv.ConvertOptions(include_columns=columns,
+                                                              column_types=dict.fromkeys(columns, pa.string()),
+                                                              strings_can_be_null=False))
+    except pa.ArrowInvalid as e:
+        raise DataError(f"{path}: not a well-formed UTF-8 CSV: {_one_line(e)}") from None
+    return pd.DataFrame({c: table.column(c).to_pylist() for c in columns}, dtype=object)
 
 
 def _batches(path: Path, delimiter: str, types: dict[str, pa.DataType]) -> Iterator[pa.RecordBatch]:

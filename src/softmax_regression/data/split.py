@@ -1,22 +1,13 @@
 """Label encoding and the stratified, seeded split into train, validation and test rows, streamed from one
-Parquet table to three. numpy, pandas and pyarrow only."""
+Parquet table to three. numpy and pyarrow only."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from softmax_regression.errors import DataError
-
-
-def encode_labels(labels: pd.Series) -> tuple[np.ndarray, list[str]]:
-    """Map class names to contiguous integers 0..k-1, in sorted order of the names."""
-    classes = sorted(labels.unique().tolist())
-    index = {name: i for i, name in enumerate(classes)}
-    return labels.map(index).to_numpy(dtype=np.int64), classes
-
 
 TRAIN, VAL, TEST = 0, 1, 2  # a row's part, as Assignment.parts gives it
 MAX_CLASS_ROWS = 10**9  # numpy's hypergeometric draws take fewer than this many rows of a class
@@ -81,18 +72,6 @@ class Assignment:
         return part
 
 
-def stratified_split(y: np.ndarray, classes: list[str], test_size: float, seed: int, val_size: float = 0.0,
-                     group_rows: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row indices (train, validation, test), disjoint and sorted, with `split_sizes` rows of each class;
-    drawn in groups of `group_rows` consecutive rows (one group by default), as `split_parquet` draws a
-    table's row groups. Same y, sizes, groups and seed give the same split."""
-    draw = Assignment(split_sizes(np.bincount(y, minlength=len(classes)), classes, test_size, val_size), seed)
-    step = group_rows or max(len(y), 1)
-    part = np.concatenate([draw.parts(y[i:i + step]) for i in range(0, len(y), step)] or [np.empty(0, np.int8)])
-    train, val, test = (np.flatnonzero(part == p) for p in (TRAIN, VAL, TEST))
-    return train, val, test
-
-
 def split_parquet(source: str | Path, label: str, test_size: float, val_size: float, seed: int,
                   outputs: tuple[str | Path, str | Path, str | Path]) -> tuple[list[str], list[int]]:
     """Split a Parquet table into train, validation and test files, a row group at a time, the labels encoded
@@ -106,8 +85,8 @@ def split_parquet(source: str | Path, label: str, test_size: float, val_size: fl
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from softmax_regression.files import atomic_path
     from softmax_regression.data.tables import ROW_GROUP
+    from softmax_regression.files import atomic_path
 
     with pq.ParquetFile(source) as f:
         classes, counts = _class_counts(f, label)

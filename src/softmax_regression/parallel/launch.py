@@ -46,6 +46,12 @@ def torchrun_rank(world_size: int) -> Ranks | None:
     return ranks
 
 
+def follower(world_size: int) -> bool:
+    """Whether this process is a rank other than 0 under torchrun: it trains, and rank 0 reports."""
+    ranks = torchrun_rank(world_size)
+    return ranks is not None and not ranks.leader
+
+
 def backend(device: torch.device) -> str:
     """gloo on CPU; on GPU nccl for CUDA tensors, with gloo for the few CPU ones (row counts, scaling)."""
     return "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"

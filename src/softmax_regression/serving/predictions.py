@@ -18,7 +18,7 @@ def prediction_table(model: Model, table: pd.DataFrame) -> pd.DataFrame:
     """`predicted` and one `p(<class>)` column per class, a row per row of `table` (raw features by name).
 
     A missing feature column, or a value that is missing or not a number, is a DataError naming the column
-    (and the row, counted from 0).
+    and the row (the table's first row being row 1).
     """
     problem = missing_features(model.features, [str(c) for c in table.columns])
     if problem:
@@ -31,8 +31,8 @@ def prediction_table(model: Model, table: pd.DataFrame) -> pd.DataFrame:
         if len(bad):
             value = column.iloc[bad[0]]
             what = "a missing value" if pd.isna(value) else f"a value {value!r} that is not a finite number"
-            raise DataError(f"column {name!r} has {what} at row {bad[0]}"
-                            + (f" (and {len(bad) - 1} more rows)" if len(bad) > 1 else ""))
+            more = f" (and {len(bad) - 1} more rows)" if len(bad) > 1 else ""
+            raise DataError(f"column {name!r} has {what} in row {bad[0] + 1}{more} (rows count from 1)")
         X[:, j] = values
     P = predict_proba(model, torch.from_numpy(X)).double().numpy()  # (n, k)
     out = pd.DataFrame(P, columns=[f"p({name})" for name in model.classes], index=table.index)

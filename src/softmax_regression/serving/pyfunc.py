@@ -1,8 +1,9 @@
 """The MLflow model: a pyfunc that takes a table of named feature columns and answers with class names
 and probabilities, through the same `prediction_table` as `make predict`.
 
-It is logged as code (MLflow runs `mlflow_model.py` to build it), with the safetensors weights as an
-artifact and this package as its code: loading it unpickles nothing, and needs no installed package.
+It is logged as code (MLflow runs `model_code.py` to build it; `tracking.runs.log_model` logs it), with the
+safetensors weights as an artifact and this package as its code: loading it unpickles nothing, and needs
+no installed package.
 """
 
 from __future__ import annotations
@@ -10,16 +11,14 @@ from __future__ import annotations
 import importlib.metadata
 from pathlib import Path
 
-import mlflow.pyfunc
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
-from softmax_regression import interrupts
 from softmax_regression.errors import DataError
-from softmax_regression.training.model import Model, read_model
 from softmax_regression.serving.predictions import prediction_table
+from softmax_regression.training.model import Model, read_model
 
 WEIGHTS = "weights"  # the artifact's key: models/model.safetensors
 CODE = Path(__file__).resolve().parent / "model_code.py"  # what MLflow runs to build the model
@@ -43,19 +42,7 @@ class SoftmaxRegressionModel(PythonModel):
             raise MlflowException(str(e), error_code=INVALID_PARAMETER_VALUE) from None
 
 
-@interrupts.deferred()
-def log_model(model_file: str | Path, example: pd.DataFrame) -> None:
-    """Log the model in the active run, Ctrl-C and SIGTERM deferred (`interrupts`). `example`: a few rows of
-    raw features, by name; they give the signature (feature names in, `predicted` and `p(<class>)` out) and
-    the input example."""
-    from mlflow.models import infer_signature
-
-    answer = prediction_table(read_model(model_file), example)
-    mlflow.pyfunc.log_model(name="model", python_model=str(CODE), artifacts={WEIGHTS: str(model_file)},
-                            code_paths=[str(PACKAGE)], signature=infer_signature(example, answer),
-                            input_example=example,
-                            pip_requirements=[f"{name}=={_version(name)}" for name in SERVING_PACKAGES])
-
-
-def _version(package: str) -> str:
-    return importlib.metadata.version(package).split("+")[0]  # "2.13.0+cpu" is not a version on PyPI
+def requirements() -> list[str]:
+    """The served model's pip requirements, pinned to the versions installed here."""
+    # "2.13.0+cpu" is not a version on PyPI
+    return [f"{name}=={importlib.metadata.version(name).split('+')[0]}" for name in SERVING_PACKAGES]

@@ -5,18 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-
-def repo_root() -> Path:
-    """DVC's repository root: DVC_ROOT when a stage runs under DVC, else the nearest folder with `.dvc/`."""
-    if "DVC_ROOT" in os.environ:
-        return Path(os.environ["DVC_ROOT"]).resolve()
-    here = Path.cwd().resolve()
-    return next((p for p in (here, *here.parents) if (p / ".dvc").is_dir()), here)
+from softmax_regression.paths import repo_root
 
 
 def dvc_hash(path: str, lock_file: str = "dvc.lock") -> str | None:

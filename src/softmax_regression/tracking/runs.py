@@ -3,9 +3,9 @@
 The default store is `mlflow.db` at the repository root with artifacts in `mlruns/` beside it, so that
 `mlflow ui` run there shows every run. The root is DVC's (`DVC_ROOT`), never the working directory: a
 queued experiment runs in a temporary copy that is deleted afterwards. `MLFLOW_TRACKING_URI` overrides it.
-A stage calls `connect()` before anything else here.
+A process calls `connect()` before anything else here.
 
-Each function here that calls MLflow does so with Ctrl-C and SIGTERM deferred (`interrupts`): one that
+Every function here that calls MLflow does so with Ctrl-C and SIGTERM deferred (`interrupts`): one that
 arrives meanwhile is raised once the call is done, and a run open then is marked KILLED.
 """
 
@@ -17,31 +17,30 @@ import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 from filelock import FileLock
-from mlflow.data.dataset_source_registry import resolve_dataset_source
-from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import Metric, Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from mlflow.types import ColSpec, Schema
 
-from softmax_regression import interrupts
+from softmax_regression import interrupts, paths
 from softmax_regression.config import flatten
-from softmax_regression.errors import interrupted
-from softmax_regression.files import file_md5
-from softmax_regression.tracking.lineage import baseline_params, changed_params, dvc_hash, git_commit, repo_root
-from softmax_regression.tracking.uri import check_reachable, tracking_uri
 from softmax_regression.data.tables import parquet_rows
+from softmax_regression.files import file_md5
+from softmax_regression.paths import ARTIFACTS, STORE_LOCK, repo_root
+from softmax_regression.tracking import names
+from softmax_regression.tracking.lineage import baseline_params, changed_params, dvc_hash, git_commit
+from softmax_regression.tracking.uri import check_reachable, tracking_uri
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from softmax_regression.training.loop import Trained
 
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
-ERROR_TAG = "error"
 INTERRUPTED = "interrupted (Ctrl-C or SIGTERM)"
-EVALUATED_TAG = "evaluated"
-# MLflow's UI opens an experiment of this kind on its runs table ("Model training"), not on GenAI traces
-EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 
 @interrupts.deferred()
@@ -59,24 +58,23 @@ def _artifact_location(uri: str) -> str | None:
     """`mlruns/` beside a local database (MLflow's default is relative to the working directory); a
     server decides for itself."""
     if uri.startswith("sqlite:///"):
-        return (Path(uri.removeprefix("sqlite:///")).parent / "mlruns").as_uri()
+        return (Path(uri.removeprefix("sqlite:///")).parent / ARTIFACTS).as_uri()
     return None
 
 
 @interrupts.deferred()
-def experiment_id(name: str) -> str:
-    """The experiment's id, creating the store and the experiment if need be, once, under a file lock."""
-    root = repo_root()
-    with FileLock(root / "mlflow.db.lock"):
+def experiment_id(name: str, create: bool = True) -> str | None:
+    """The experiment's id, creating the store and the experiment if need be (unless not `create`), once,
+    under a file lock."""
+    with FileLock(repo_root() / STORE_LOCK):
         client = MlflowClient()
         experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            return client.create_experiment(name, artifact_location=_artifact_location(tracking_uri()),
-                                            tags=EXPERIMENT_TAGS)
-        for key, value in EXPERIMENT_TAGS.items():  # a store made before these tags
-            if experiment.tags.get(key) != value:
-                client.set_experiment_tag(experiment.experiment_id, key, value)
-        return experiment.experiment_id
+        if experiment is not None:
+            return experiment.experiment_id
+        if not create:
+            return None
+        return client.create_experiment(name, artifact_location=_artifact_location(tracking_uri()),
+                                        tags=names.EXPERIMENT_TAGS)
 
 
 @contextmanager
@@ -87,11 +85,11 @@ def failing_marks_run(run_id: str) -> Iterator[None]:
         yield
         interrupts.raise_pending()
     except BaseException as e:
-        stopped = interrupted(e)  # the message of an interrupt Python wrapped would name the wrapper
+        stopped = interrupts.interrupted(e)  # the message of an interrupt Python wrapped would name the wrapper
         message = INTERRUPTED if stopped else str(e) or type(e).__name__
         with interrupts.deferred():
             client = MlflowClient()
-            client.set_tag(run_id, ERROR_TAG, message[:5000])
+            client.set_tag(run_id, names.ERROR, message[:5000])
             client.set_terminated(run_id, "KILLED" if stopped else "FAILED")
         raise
 
@@ -110,10 +108,9 @@ def create_run(experiment: str, params: Mapping[str, Any], tags: Mapping[str, st
     settings = " ".join(f"{key}={value}" for key, value in changed.items())
     run_name = run_name or f"{label} {settings}".strip()
     how = f"dvc exp run (experiment {experiment_name})" if experiment_name else "dvc repro"
-    tags = {"mlflow.source.git.commit": commit, "mlflow.source.name": how, "mlflow.source.type": "LOCAL",
-            **(tags or {})}
+    tags = {names.GIT_COMMIT: commit, names.SOURCE_NAME: how, names.SOURCE_TYPE: "LOCAL", **(tags or {})}
     if experiment_name:
-        tags["dvc.exp_name"] = experiment_name
+        tags[names.EXP_NAME] = experiment_name
     exp_id = experiment_id(experiment)
     with interrupts.deferred():  # an interrupt while the run is created is raised in the block that marks it
         run = MlflowClient().create_run(exp_id, run_name=run_name, tags={k: v for k, v in tags.items() if v})
@@ -122,8 +119,7 @@ def create_run(experiment: str, params: Mapping[str, Any], tags: Mapping[str, st
             what = f"DVC experiment {experiment_name}" if experiment_name else "dvc repro"
             where = f" of commit {commit[:7]}" if commit else ""
             diff = f" with {settings}" if settings else " with the baseline's params"
-            MlflowClient().set_tag(run_id, "mlflow.note.content",
-                                   f"{what}{where}{diff}. Re-run it: make rerun RUN={run_id}")
+            MlflowClient().set_tag(run_id, names.NOTE, f"{what}{where}{diff}. Re-run it: make rerun RUN={run_id}")
             mlflow.log_params(dict(params), run_id=run_id)
     return run_id
 
@@ -149,6 +145,15 @@ def active_run(run_id: str) -> Iterator[None]:
                 mlflow.end_run(status if status in ("FAILED", "KILLED") else "FINISHED")
 
 
+@contextmanager
+def new_run(experiment: str, params: Mapping[str, Any], tags: Mapping[str, str] | None = None
+            ) -> Iterator[str]:
+    """`create_run`, then the block in `active_run`; yields the run's id."""
+    run_id = create_run(experiment, params, tags)
+    with active_run(run_id):
+        yield run_id
+
+
 @interrupts.deferred()
 def find_run(run_id: str) -> Run | None:
     """The run, or None when it is not in the current store."""
@@ -160,6 +165,29 @@ def find_run(run_id: str) -> Run | None:
         raise
 
 
+@interrupts.deferred()
+def search(experiment: str, query: str = "", order_by: Sequence[str] = ()) -> list[Run]:
+    """Every run of the experiment that `query` (MLflow's search syntax) selects; none without the experiment."""
+    client = MlflowClient()
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    runs, token = [], None
+    while True:
+        page = client.search_runs([found.experiment_id], query, max_results=1000, order_by=list(order_by),
+                                  page_token=token)
+        runs += page
+        token = page.token
+        if not token:
+            return runs
+
+
+@interrupts.deferred()
+def download(run_id: str, artifact: str, folder: str | Path) -> Path:
+    """One artifact of the run, downloaded into `folder`."""
+    return Path(MlflowClient().download_artifacts(run_id, artifact, str(folder)))
+
+
 def evaluation_run(trained: Run, experiment: str) -> str:
     """The run evaluate logs into: the training run the first time; a new, linked run after that.
 
@@ -167,26 +195,27 @@ def evaluation_run(trained: Run, experiment: str) -> str:
     param set back to a value already run) and `evaluate` re-ran: the original run keeps its numbers,
     and the new run says whose model it evaluated.
     """
-    if trained.data.tags.get(EVALUATED_TAG) != "true":
+    if trained.data.tags.get(names.EVALUATED) != "true":
         return trained.info.run_id
     name = f"evaluate again: {trained.info.run_name}"
-    return create_run(experiment, trained.data.params, {"trained_by_run": trained.info.run_id}, run_name=name)
+    return create_run(experiment, trained.data.params, {names.TRAINED_BY_RUN: trained.info.run_id}, run_name=name)
 
 
 @interrupts.deferred()
-def mark_evaluated() -> None:
-    mlflow.set_tag(EVALUATED_TAG, "true")
-
-
-@interrupts.deferred()
-def log_training_data(train_file: str, val_file: str, features: list[str], label: str, raw_file: str) -> None:
+def log_training_data(train_file: str, val_file: str, raw_file: str) -> None:
     """Lineage: the training and validation rows' files as MLflow dataset inputs (contexts "training" and
     "validation"; none for a validation file without rows), whose digest is the file's md5 (the same as
-    DVC's, and the same however many ranks read it), and DVC's hash of the raw file as a tag.
+    DVC's, and the same however many ranks read it), and DVC's hash of the raw file as tags.
 
     `make promote` compares only runs whose validation digests are equal."""
-    schema = Schema([ColSpec("double", name) for name in features] + [ColSpec("long", label)])
-    for name, path, context in (("train", train_file, "training"), ("val", val_file, "validation")):
+    import pyarrow.parquet as pq
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.types import ColSpec, Schema
+
+    columns = pq.read_schema(train_file)
+    schema = Schema([ColSpec("long" if str(field.type) == "int64" else "double", field.name) for field in columns])
+    for name, path, context in (("train", train_file, names.TRAINING), ("val", val_file, names.VALIDATION)):
         if name == "val" and parquet_rows(path) == 0:
             continue
         with warnings.catch_warnings():  # MLflow registers its local-file source twice, and warns about it
@@ -195,7 +224,7 @@ def log_training_data(train_file: str, val_file: str, features: list[str], label
         mlflow.log_input(MetaDataset(source, name=name, digest=file_md5(path), schema=schema), context=context)
     raw_hash = dvc_hash(raw_file)
     if raw_hash:
-        mlflow.set_tags({"dvc.raw_data": raw_file, "dvc.raw_data_md5": raw_hash})
+        mlflow.set_tags({names.RAW_DATA: raw_file, names.RAW_DATA_MD5: raw_hash})
 
 
 def dataset_digest(run: Run, context: str) -> str | None:
@@ -223,3 +252,65 @@ def log_metrics(metrics: Mapping[str, float], step: int = 0,
 def log_artifacts(paths: Sequence[str | Path], artifact_path: str) -> None:
     for path in paths:
         mlflow.log_artifact(str(path), artifact_path)
+
+
+@interrupts.deferred()
+def set_tags(tags: Mapping[str, str]) -> None:
+    """Tags of the active run."""
+    mlflow.set_tags(dict(tags))
+
+
+@interrupts.deferred()
+def log_model(model_file: str | Path, example: pd.DataFrame) -> None:
+    """Log the MLflow model (`serving.pyfunc`) of the weights in `model_file` in the active run. `example`:
+    a few rows of raw features, by name; they give the signature (feature names in, `predicted` and
+    `p(<class>)` out) and the input example."""
+    from mlflow.models import infer_signature
+
+    from softmax_regression.serving import pyfunc
+    from softmax_regression.serving.predictions import prediction_table
+    from softmax_regression.training.model import read_model
+
+    answer = prediction_table(read_model(model_file), example)
+    mlflow.pyfunc.log_model(name=names.MODEL, python_model=str(pyfunc.CODE),
+                            artifacts={pyfunc.WEIGHTS: str(model_file)}, code_paths=[str(pyfunc.PACKAGE)],
+                            signature=infer_signature(example, answer), input_example=example,
+                            pip_requirements=pyfunc.requirements())
+
+
+def log_training(trained: Trained) -> None:
+    """What the train stage adds to its run: the train metrics and the training time, the loss at every
+    iteration and the log-loss curves, the weights' files, and the MLflow model."""
+    curves = trained.curves
+    losses = trained.fit.losses.tolist()
+    log_metrics(trained.metrics | {"train_seconds": trained.seconds}, step=len(losses), series={
+        "train_loss": enumerate(losses),
+        "log_loss/train": zip(curves.iteration, curves.train_log_loss, strict=True),
+        "log_loss/val": zip(curves.iteration, curves.val_log_loss)})  # none without validation rows
+    log_artifacts([paths.MODEL, paths.COEFFICIENTS, paths.COEFFICIENT_MAP], names.WEIGHTS)
+    log_model(paths.MODEL, example_rows(paths.TRAIN, paths.CLASSES))
+
+
+def example_rows(table: str, classes_file: str, rows: int = 5) -> pd.DataFrame:
+    """The first rows of a split file's features, by name: the MLflow model's input example."""
+    import pandas as pd
+
+    from softmax_regression.data.tables import read_matrix
+    from softmax_regression.files import read_json
+
+    features, X, _ = read_matrix(table, read_json(classes_file)["label"], rows=(0, min(rows, parquet_rows(table))))
+    return pd.DataFrame(X, columns=features)
+
+
+def log_evaluation(trained_by: str, experiment: str, metrics: Mapping[str, float]) -> str | None:
+    """What the evaluate stage adds to the run of the model it evaluated (`evaluation_run`): its metrics and
+    files. Returns the run's id, or None when the model's run is not in this store."""
+    trained = find_run(trained_by)
+    if trained is None:
+        return None
+    run_id = evaluation_run(trained, experiment)
+    with active_run(run_id):
+        log_metrics(metrics)
+        log_artifacts([paths.EVAL_METRICS, paths.PER_CLASS, paths.CONFUSION, paths.CONFUSION_MAP], names.EVALUATION)
+        set_tags({names.EVALUATED: "true"})
+    return run_id

@@ -13,9 +13,13 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from softmax_regression import paths
 from softmax_regression.config import TrainParams
-from softmax_regression.training.dataset import Dataset, read_dataset
+from softmax_regression.data.tables import parquet_rows
 from softmax_regression.errors import DataError, ParamError
+from softmax_regression.parallel.launch import launch
+from softmax_regression.parallel.ranks import ONE, Ranks
+from softmax_regression.training.dataset import Dataset, read_dataset
 from softmax_regression.training.metrics import correct, negative_log_likelihood
 from softmax_regression.training.model import (
     Model,
@@ -25,9 +29,7 @@ from softmax_regression.training.model import (
     predict_proba,
     standardize,
 )
-from softmax_regression.parallel.ranks import ONE, Ranks
-from softmax_regression.data.tables import parquet_rows
-from softmax_regression.training.gradients import Fit, fit
+from softmax_regression.training.optimizers import Fit, fit
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -98,6 +100,20 @@ class Trained:
     metrics: dict[str, float]  # train_metrics, the iterations run and whether train.tol stopped them
     seconds: float  # training time (scaling and iterations): reading the data, starting processes and
     #                 setting up the optimizer (`Fit.setup_seconds`) excluded
+
+    def summary(self, params: TrainParams) -> str:
+        """One line: what was trained, how long it took, how well it fits the training rows."""
+        ranks = "" if params.world_size == 1 else f" on {params.world_size} ranks"
+        return (f"{params.impl}+{params.optimizer}, {len(self.fit.losses)} iterations{ranks} in {self.seconds:.2f} s, "
+                f"train accuracy {self.metrics['train_accuracy']:.4f}, final loss "
+                f"{self.metrics['train_loss_final']:.6f}")
+
+
+def train_split(params: TrainParams) -> Trained | None:
+    """The train stage's training: the split's training rows on train.world_size ranks (`parallel.launch`),
+    the validation rows watched. Returns rank 0's result, None on the other ranks under torchrun."""
+    device = device_for(params.device)
+    return launch(params.world_size, device, train_shard, params, paths.TRAIN, paths.VAL, paths.CLASSES)
 
 
 def train_shard(ranks: Ranks, params: TrainParams, train_file: str | Path, val_file: str | Path,
@@ -178,15 +194,6 @@ def train_metrics(model: Model, data: Dataset, l2: float, ranks: Ranks = ONE) ->
     ranks.sum_(sums)
     return {"train_loss_final": loss.item(), "train_log_loss": sums[1].item() / n,
             "train_accuracy": sums[0].item() / n}
-
-
-def coefficient_rows(model: Model) -> list[list[object]]:
-    """A readable table, with COEFFICIENT_COLUMNS: one row per feature and one for the bias, one column per
-    class. The weights act on standardised features, z = (x − mean) / scale; the last two columns give them."""
-    rows: list[list[object]] = [[name, *row, mean, scale] for name, row, mean, scale in
-                                zip(model.features, model.W.tolist(), model.mean.tolist(), model.scale.tolist(),
-                                    strict=True)]
-    return [*rows, ["(bias)", *model.b.tolist(), "", ""]]
 
 
 def _check_representable(X: torch.Tensor, features: list[str], dtype: str) -> None:

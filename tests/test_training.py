@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import os
@@ -12,11 +13,12 @@ import pytest
 import torch
 
 from softmax_regression.config import Impl, Optimizer, TrainParams, choices
-from softmax_regression.training.dataset import Dataset
 from softmax_regression.errors import DataError, ParamError, TrainingDiverged
+from softmax_regression.training.dataset import Dataset
+from softmax_regression.training.gradients import IMPLEMENTATIONS
+from softmax_regression.training.loop import device_for, progress_bar, train
 from softmax_regression.training.model import feature_scaling, initial_weights, objective
-from softmax_regression.training.gradients import IMPLEMENTATIONS, OPTIMIZERS, fit
-from softmax_regression.training.loop import device_for, train
+from softmax_regression.training.optimizers import OPTIMIZERS, fit
 
 PAIRS = list(itertools.combinations(sorted(IMPLEMENTATIONS), 2))
 PAIR_IDS = [f"{a}-vs-{b}" for a, b in PAIRS]
@@ -182,3 +184,25 @@ def test_a_cpu_without_avx2_agrees_within_the_stated_tolerance(iris, tmp_path):
                                    msg=lambda m, way=way: f"losses, {way}: {m}")
         torch.testing.assert_close(torch.tensor(portable[way][1]), torch.tensor(W), rtol=0, atol=atol,
                                    msg=lambda m, way=way: f"W, {way}: {m}")
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_shows_iteration_and_loss_on_a_terminal():
+    stream = Terminal()
+    with progress_bar(100, stream=stream) as bar:
+        for t in range(3):
+            bar.show(t, 0.5 / (t + 1))
+        bar.refresh()
+    text = stream.getvalue()
+    assert "train" in text and "3/100" in text and "loss 0.166667" in text, text
+
+
+def test_progress_is_silent_in_logs_and_on_other_ranks():
+    for stream, enabled in ((io.StringIO(), True), (Terminal(), False)):
+        with progress_bar(100, enabled=enabled, stream=stream) as bar:
+            bar.show(0, 1.0)
+        assert stream.getvalue() == ""

@@ -1,37 +1,13 @@
-"""How a stage runs: CPU kernels held at one level; progress on a terminal only."""
+"""How a stage or a command runs: one line for an expected error, Ctrl-C and SIGTERM deferred around MLflow's
+calls, the exit at once, CPU kernels held at one level."""
 
 from __future__ import annotations
 
-import io
 import subprocess
 import sys
 
-from softmax_regression.process import cpu_kernels
-from softmax_regression.commands.compare import shared_cores
-from softmax_regression.errors import interrupted
-from softmax_regression.training.loop import progress_bar
-
-
-class Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_progress_shows_iteration_and_loss_on_a_terminal():
-    stream = Terminal()
-    with progress_bar(100, stream=stream) as bar:
-        for t in range(3):
-            bar.show(t, 0.5 / (t + 1))
-        bar.refresh()
-    text = stream.getvalue()
-    assert "train" in text and "3/100" in text and "loss 0.166667" in text, text
-
-
-def test_progress_is_silent_in_logs_and_on_other_ranks():
-    for stream, enabled in ((io.StringIO(), True), (Terminal(), False)):
-        with progress_bar(100, enabled=enabled, stream=stream) as bar:
-            bar.show(0, 1.0)
-        assert stream.getvalue() == ""
+from softmax_regression.interrupts import interrupted
+from softmax_regression.runtime import cpu_kernels
 
 
 def test_cpu_kernels_are_held_at_avx2_only_where_the_cpu_has_it(tmp_path):
@@ -45,7 +21,7 @@ def test_cpu_kernels_are_held_at_avx2_only_where_the_cpu_has_it(tmp_path):
 
 STAGE = """
 import atexit, os, signal, sys, time
-from softmax_regression.process import run_stage
+from softmax_regression.process import run_main
 from softmax_regression.errors import DataError
 atexit.register(lambda: print("exit handler ran"))
 class TermOnNaming:  # SIGTERM while a class is made, as while a module such as MLflow's is imported
@@ -60,7 +36,7 @@ def main():
         type("Owner", (), {"attribute": TermOnNaming()})
     if sys.argv[1] == "bug":
         raise RuntimeError("not an expected error")
-run_stage(main)
+run_main(main)
 """
 
 
@@ -74,7 +50,7 @@ def test_a_stage_exits_at_once_but_runs_its_exit_handlers_and_flushes_its_output
 
 def test_sigterm_anywhere_is_one_line_even_when_python_wraps_it():
     """Python 3.11 turns an exception raised while a class is made into a RuntimeError caused by it: a SIGTERM
-    that lands in an import (a busy machine, a slow start) came out as a traceback."""
+    that lands in an import (a busy machine, a slow start) is one line all the same."""
     stopped = subprocess.run([sys.executable, "-c", STAGE, "terminate"], capture_output=True, text=True, timeout=60)
     assert stopped.returncode == 130, stopped.stderr
     assert stopped.stderr == "error: interrupted; outputs written so far are complete, the rest untouched\n"
@@ -147,13 +123,3 @@ def test_an_interrupt_is_found_through_the_exceptions_it_caused():
         during = e
     assert interrupted(KeyboardInterrupt()) and interrupted(wrapped) and interrupted(during)
     assert not interrupted(RuntimeError("a bug")) and not interrupted(ValueError("x"))
-
-
-def test_experiments_run_at_once_share_the_cores_unless_the_user_says_otherwise(monkeypatch):
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
-    monkeypatch.setattr("os.cpu_count", lambda: 8)
-    assert shared_cores(2)["OMP_NUM_THREADS"] == "4" and shared_cores(2)["MKL_NUM_THREADS"] == "4"
-    assert shared_cores(16)["OMP_NUM_THREADS"] == "1"
-    monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert shared_cores(2)["OMP_NUM_THREADS"] == "3"
