@@ -13,7 +13,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: run setup test ui compare promote serve rerun predict bench stress clean-venv
+.PHONY: run setup test ui exps compare promote serve rerun predict reset tune bench stress plots-template clean-venv
 
 run: $(STAMP)
 	dvc repro
@@ -29,6 +29,14 @@ test: $(STAMP)
 # The MLflow UI on the default store (mlflow.db at the repository root); prints the address of the runs table
 ui: $(STAMP)
 	python -m softmax_regression.commands.ui
+
+# The experiments side by side: impl, optimizer, lr, l2, validation metrics, MLflow run id
+exps: $(STAMP)
+	python -m softmax_regression.commands.experiments
+
+# params.yaml and every pipeline output back to the last commit (after a failed experiment); nothing else
+reset: $(STAMP)
+	python -m softmax_regression.commands.reset
 
 # The three implementations on the same params, all at once, as one table. ARGS='-S train.optimizer=lbfgs'
 compare: $(STAMP)
@@ -56,16 +64,19 @@ predict: $(STAMP)
 	@test -n "$(INPUT)" || { echo "usage: make predict INPUT=new.csv [OUTPUT=predictions.csv] [ARGS='--keep Id']" >&2; exit 2; }
 	python -m softmax_regression.commands.predict "$(INPUT)" --output "$(OUTPUT)" $(ARGS)
 
-# Speed against scikit-learn and the matrix-product floor, the dvc repro loop, and the stages' memory on
-# CSVs of 10^6 and 4*10^6 rows (about 20 minutes on 2 cores; --streaming-only, --dvc-only and --parallel-only
-# run parts)
+# Every benchmark in one run: bench/results.json and docs/benchmarks.md, which says how long it took.
+# python bench/run.py --only PART runs parts (solvers, loop, memory, ranks) without writing
 bench: $(STAMP)
-	python bench/benchmark.py
+	python bench/run.py
 
 # The rank-failure tests 20 times in a row beside CPU-hungry processes: which rank is blamed must not
-# depend on timing (about 5 minutes on 2 cores)
+# depend on timing
 stress: $(STAMP)
 	python bench/stress.py
+
+# vendor/vega/plots.html again from the npm packages vendor/vega/package.json pins (needs Node.js and npm)
+plots-template:
+	cd vendor/vega && npm ci --no-audit --no-fund && python3 build.py
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

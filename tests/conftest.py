@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
+import select
 import shutil
 import socket
 import sqlite3
@@ -20,8 +22,8 @@ from pathlib import Path
 from softmax_regression.pipeline.queue import shared_cores  # imports no torch: before torch reads its threads
 
 # pytest-xdist runs a worker per core: each worker, and every tool it starts, gets its share of the cores,
-# as `make compare` gives its experiments. On every core, their torch threads wait on each other: a test
-# took 3 to 25 times as long beside another busy worker.
+# as `make compare` gives its experiments. On every core, their torch threads wait on each other, and a test
+# takes 3 to 25 times as long beside another busy worker.
 if workers := os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     os.environ.update(shared_cores(int(workers)))
 
@@ -298,6 +300,48 @@ sys.argv = {argv!r}
 """
 
 
+def ctrl_c_on_make(repo: Path, folder: Path, command: list[str], ready: str) -> list[str]:
+    """`make` of a target whose recipe is `python <command>`, in `repo`, in a terminal as a person has it (a
+    pseudo-terminal and an interactive shell); once `ready`, a URL, answers, Ctrl-C. Returns the lines printed
+    after the Ctrl-C, the last being the shell's `exit=<make's exit status>`."""
+    (folder / "Makefile").write_text(f"target:\n\t@{sys.executable} {' '.join(command)}\n")
+    pid, fd = pty.fork()
+    if pid == 0:  # the shell, in the pseudo-terminal
+        os.chdir(repo)
+        os.execvpe("bash", ["bash", "--norc", "-i", "-c", f"make -f {folder / 'Makefile'} target; echo exit=$?"],
+                   tool_env(TERM="dumb"))
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            _read(fd, 0.2)  # the terminal's buffer must not fill while the server starts
+            try:
+                urllib.request.urlopen(ready, timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, f"{command} did not start"
+        _read(fd, 1.0)
+        os.write(fd, b"\x03")  # Ctrl-C, as the terminal sends it
+        after = b""
+        while b"exit=" not in after or not after.endswith(b"\n"):
+            chunk = _read(fd, 60.0)
+            assert chunk, after.decode(errors="replace")
+            after += chunk
+    finally:
+        os.waitpid(pid, 0)
+    lines = [line.removeprefix("^C") for line in after.decode().replace("\r", "").split("\n")]
+    return [line for line in lines if line.strip()]
+
+
+def _read(fd: int, timeout: float) -> bytes:
+    ready, _, _ = select.select([fd], [], [], timeout)
+    if not ready:
+        return b""
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # the shell has exited
+        return b""
+
+
 CHROMIUM = shutil.which("chromium")
 needs_chromium = pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"),
                                     reason="Chromium is not installed (apt-get install -y chromium); CI installs it")
@@ -326,10 +370,9 @@ def browse(url: str, out: Path, expect: list[str], size: str = "1600,1000", atte
 
 # The modules that run the real tools longest, first: with `--dist loadfile --no-loadscope-reorder` (`make test`),
 # pytest-xdist deals whole modules to its workers in collection order, and one dealt out last would run alone
-# while the other worker idles. (By default it deals the modules with the most tests first, so the
-# tracking-server and sharing modules, a minute of real tools in three tests, came last.) The second needs no
-# `built`: its worker starts at once while the first worker builds it. The modules of a second or less go last,
-# to even out the end.
+# while the other worker idles (by default it deals the modules with the most tests first, whatever they cost).
+# The second needs no `built`: its worker starts at once while the first worker builds it. The modules of a
+# second or less go last, to even out the end.
 LONGEST_FIRST = ["test_compare.py", "test_distributed.py", "test_promote.py", "test_pipeline.py", "test_ui.py",
                  "test_sharing.py", "test_faults.py", "test_rerun.py", "test_tracking_server.py", "test_serving.py",
                  "test_predict.py", "test_bad_input.py", "test_training.py", "test_dvc_yaml.py", "test_optimum.py"]

@@ -117,6 +117,15 @@ def test_missing_rows_can_be_dropped_with_a_count(tmp_path):
     assert "(2 rows with missing values dropped)" in result.stdout
 
 
+def test_an_id_like_feature_is_a_warning_naming_it_and_ingest_drop(tmp_path):
+    (tmp_path / "data.csv").write_bytes(csv("row_id,a,Species", *(f"{i},{i % 7 + 0.5},{'xy'[i % 2]}" for i in range(1, 91))))
+    result = run_stage("ingest", tmp_path, params_with(**{"ingest.path": "data.csv", "ingest.drop": []}))
+    assert result.returncode == 0 and "ingest: 90 rows, 2 features, 2 classes" in result.stdout
+    assert result.stderr.strip() == ("ingest: warning: feature 'row_id' of data.csv looks like a row id (distinct, "
+                                     "evenly spaced integers from 1 to 90) and is trained on; if it is one, add it "
+                                     "to ingest.drop")
+
+
 def test_crlf_bom_shuffled_columns_and_huge_scale_ingest(tmp_path):
     rows = [line.split(",") for line in IRIS_HEAD]
     order = [5, 3, 0, 1, 4, 2]  # Species first, Id in the middle

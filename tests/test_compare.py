@@ -156,3 +156,16 @@ def test_every_implementations_logged_model_answers_as_make_predict(compared, tm
             got = mlflow.pyfunc.load_model(f"runs:/{run_id}/model").predict(pd.read_csv(tmp_path / "in.csv"))
         pd.testing.assert_frame_equal(got.reset_index(drop=True), expected, check_exact=True, obj=impl)
         assert (got["predicted"].to_numpy() == rows["Species"].to_numpy()).mean() >= 6 / 7
+
+
+def test_make_exps_shows_what_tells_the_experiments_apart_in_120_columns(compared):
+    result = run([sys.executable, "-m", "softmax_regression.commands.experiments"], compared.repo)
+    lines = result.stdout.strip().splitlines()
+    assert re.split(r"\s{2,}", lines[0]) == ["experiment", "impl", "optimizer", "lr", "l2", "val log-loss",
+                                             "val accuracy", "MLflow run id"]
+    assert max(len(line) for line in lines) <= 120, max(len(line) for line in lines)
+    rows = {row[0]: row for row in (re.split(r"\s{2,}", line) for line in lines[2:])}
+    for impl, name in compared.queued().items():
+        assert rows[name][1:3] == [impl, "gd"] and float(rows[name][5]) == pytest.approx(0.3178, abs=1e-4)
+    trained = {r.data.tags["dvc.exp_name"]: r.info.run_id for r in experiment_runs(compared)}
+    assert all(rows[name][7] == run_id for name, run_id in trained.items())

@@ -99,3 +99,29 @@ def test_the_model_is_a_dvc_artifact_of_type_model():
     check_name_format("softmax-regression")  # raises on a name DVC's registry cannot hold
     assert artifact.type == "model" and artifact.desc and "pytorch" in artifact.labels
     assert artifact.path in [next(iter(o)) if isinstance(o, dict) else o for o in STAGES["train"]["outs"]]
+
+
+def declared_files() -> set[str]:
+    """Every data file dvc.yaml names: the stages' outputs, metrics and data dependencies."""
+    files = set()
+    for stage in STAGES.values():
+        for entry in [*stage.get("deps", []), *stage.get("outs", []), *stage.get("metrics", [])]:
+            path = next(iter(entry)) if isinstance(entry, dict) else entry
+            if not path.startswith(("src/", "stages/", "${")):
+                files.add(path)
+    return files
+
+
+def test_dvc_yaml_and_the_code_name_the_same_files():
+    from softmax_regression import paths
+
+    named = {value for key, value in vars(paths).items() if key.isupper() and isinstance(value, str) and "/" in value}
+    assert declared_files() == named
+
+
+def test_a_file_of_the_pipeline_is_named_in_paths_alone():
+    sources = [p for p in [*(ROOT / "src").rglob("*.py"), *(ROOT / "stages").glob("*.py")] if p.name != "paths.py"]
+    for name in declared_files():
+        quoted = [f'"{name}"', f"'{name}'"]
+        typed = [p.relative_to(ROOT).as_posix() for p in sources if any(q in p.read_text() for q in quoted)]
+        assert not typed, f"{name} is typed in {typed}; use softmax_regression.paths"

@@ -19,7 +19,18 @@ import yaml
 from softmax_regression.commands.predict import predict_csv
 from softmax_regression.commands.promote import Decision, Entry, best, decide
 
-from conftest import IRIS, copy_built, free_port, interrupted_at, run, run_id_of, serve, store, tool_env
+from conftest import (
+    IRIS,
+    copy_built,
+    ctrl_c_on_make,
+    free_port,
+    interrupted_at,
+    run,
+    run_id_of,
+    serve,
+    store,
+    tool_env,
+)
 
 NAME = "softmax-regression"  # tracking.registered_model in params.yaml
 
@@ -173,6 +184,13 @@ def test_the_champion_is_served_and_answers_as_make_predict(repo, tmp_path):
         server.terminate()
         server.wait(timeout=30)
     pd.testing.assert_frame_equal(got, pd.read_csv(tmp_path / "expected.csv"), check_exact=True)
+
+
+def test_ctrl_c_on_make_serve_ends_with_one_line(repo, tmp_path):
+    port = free_port()
+    after = ctrl_c_on_make(repo, tmp_path, ["-m", "softmax_regression.commands.serve", "--port", str(port)],
+                           f"http://127.0.0.1:{port}/ping")
+    assert after == ["serve: stopped", "exit=0"], after
 
 
 def test_runs_on_other_validation_data_are_refused_unless_forced(repo):

@@ -118,3 +118,20 @@ def test_a_failure_halfway_leaves_no_output(tmp_path, small_blocks):
     assert out.read_bytes() == b"the last good one"
 
 
+
+
+def test_a_column_of_distinct_evenly_spaced_integers_is_named_as_id_like(tmp_path):
+    """In any order: a shuffled id is still an id. Not an error: ingest warns, and trains on it."""
+    ids = np.random.default_rng(0).permutation(np.arange(5, 5 + 3 * 30, 3))  # 5, 8, …, 92, shuffled
+    lines = ["row_id,a,count,y"] + [f"{i},{0.5 + k},{k % 4},{'p' if k % 2 else 'q'}" for k, i in enumerate(ids)]
+    path = write(tmp_path, "\n".join(lines) + "\n")
+    found = ingest_csv(path, tmp_path / "out.parquet", "y")
+    assert found.id_like == {"row_id": (5, 92)}, "count repeats its values, a is not integral"
+    assert ingest_csv(path, tmp_path / "out.parquet", "y", drop=("row_id",)).id_like == {}
+
+
+def test_a_short_or_uneven_integer_column_is_no_id(tmp_path):
+    few = ["id,y"] + [f"{i},{'p' if i % 2 else 'q'}" for i in range(1, 6)]  # 5 rows say too little
+    assert ingest_csv(write(tmp_path, "\n".join(few) + "\n"), tmp_path / "o.parquet", "y").id_like == {}
+    gap = ["id,y"] + [f"{i},{'p' if i % 2 else 'q'}" for i in [*range(1, 20), 21]]  # 20 is missing
+    assert ingest_csv(write(tmp_path, "\n".join(gap) + "\n", "gap.csv"), tmp_path / "o.parquet", "y").id_like == {}

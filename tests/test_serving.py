@@ -137,6 +137,13 @@ def test_a_bad_request_is_a_4xx_that_names_the_column(server, change, named):
     assert named in reply["message"], reply["message"]
 
 
+def test_a_missing_value_is_named_by_its_row_counted_from_1(server):
+    rows = pd.DataFrame([SETOSA, SETOSA, SETOSA]).assign(PetalLengthCm=[1.4, None, 1.5])
+    status, reply = invoke(server, rows)
+    assert status == 400
+    assert reply["message"].endswith("column 'PetalLengthCm' has a missing value in row 2 (rows count from 1)"), reply
+
+
 SUBPROCESS = """
 import importlib.util, json, os, pickle, _pickle, sys
 from pathlib import Path

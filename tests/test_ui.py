@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import os
-import pty
-import select
 import subprocess
 import sys
 import time
@@ -17,6 +15,7 @@ import pytest
 from conftest import (
     browse,
     copy_built,
+    ctrl_c_on_make,
     free_port,
     live_processes,
     mlflow_runs,
@@ -141,42 +140,12 @@ def descendants(pid: int) -> list[str]:
 
 
 def test_ctrl_c_on_make_ui_ends_with_one_line(built, tmp_path):
-    """`make ui` in a terminal (a pseudo-terminal and an interactive shell, as a person has), then Ctrl-C: the
-    server stops, and all that is said after it is `ui: stopped`; make exits 0, with no error line."""
-    port = free_port()
-    (tmp_path / "Makefile").write_text(f"ui:\n\t@{sys.executable} -m softmax_regression.commands.ui --port {port}\n")
+    """`make ui` in a terminal, then Ctrl-C: the server stops, all that is said after it is one line, and make
+    exits 0 with no error line of its own."""
     repo = copy_built(built, tmp_path / "repo")
-    env = tool_env(TERM="dumb")
-    pid, fd = pty.fork()
-    if pid == 0:  # the shell, in the pseudo-terminal
-        os.chdir(repo)
-        os.execvpe("bash", ["bash", "--norc", "-i", "-c", f"make -f {tmp_path / 'Makefile'} ui; echo exit=$?"], env)
-    output = b""
-    try:
-        deadline = time.monotonic() + 120
-        while b"Uvicorn running" not in output:
-            assert time.monotonic() < deadline, output.decode(errors="replace")
-            output += read(fd, 1.0)
-        os.write(fd, b"\x03")  # Ctrl-C, as the terminal sends it
-        after = b""
-        while b"exit=" not in after or not after.endswith(b"\n"):
-            chunk = read(fd, 30.0)
-            assert chunk, after.decode(errors="replace")
-            after += chunk
-    finally:
-        os.waitpid(pid, 0)
-    lines = [line.removeprefix("^C") for line in after.decode().replace("\r", "").split("\n")]
-    lines = [line for line in lines if line.strip()]
-    assert lines == ["ui: stopped", "exit=0"], lines
+    port = free_port()
+    after = ctrl_c_on_make(repo, tmp_path, ["-m", "softmax_regression.commands.ui", "--port", str(port)],
+                           f"http://127.0.0.1:{port}/health")
+    assert after == ["ui: stopped", "exit=0"], after
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-
-
-def read(fd: int, timeout: float) -> bytes:
-    ready, _, _ = select.select([fd], [], [], timeout)
-    if not ready:
-        return b""
-    try:
-        return os.read(fd, 4096)
-    except OSError:  # the shell has exited
-        return b""

@@ -7,8 +7,9 @@ no torch: ingest and predict start in a fraction of a second.
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +24,8 @@ OTHER_DELIMITERS = {";": "';'", "\t": "a tab", "|": "'|'"}
 MAX_ROWS_LISTED = 5
 
 
-# CSV text parsed at a time. Measured on a 2 GB CSV of 10⁶ × 100: 4 MiB 330 MB peak, 8 MiB 500 MB, 16 MiB
-# 760 MB, 32 MiB 1.36 GB (pyarrow's reader works on several blocks at once); 8 MiB was also the fastest.
+# CSV text parsed at a time. ingest's peak grows with it, as pyarrow's reader works on several blocks at once
+# (on a 2 GB CSV of 10⁶ × 100: 330 MB at 4 MiB, 500 MB at 8 MiB, 1.36 GB at 32 MiB); 8 MiB is the fastest.
 BLOCK_BYTES = 1 << 23
 
 
@@ -36,6 +37,43 @@ class Ingested:
     features: list[str]
     classes: dict[str, int]  # rows per class
     dropped_rows: int  # with a missing value, under missing="drop"
+    id_like: dict[str, tuple[int, int]] = field(default_factory=dict)  # feature: (first, last) of its id-like values
+
+
+MIN_ID_ROWS = 10  # fewer rows than this say too little to call a column an id
+
+
+class _Spacing:
+    """Whether a feature column's values are, in any order, n distinct integers evenly spaced from its minimum
+    to its maximum, as a row id's are: every value an integer, and the column's count, sum and sum of squares
+    those of that progression. Kept a block at a time; `candidate` turns false at the first non-integer."""
+
+    def __init__(self) -> None:
+        self.candidate, self.n, self.total, self.squares = True, 0, 0.0, 0.0
+        self.low, self.high = math.inf, -math.inf
+
+    def add(self, column: pa.ChunkedArray) -> None:
+        if not self.candidate or len(column) == 0:
+            return
+        values = column.to_numpy()
+        if not np.array_equal(values, np.round(values)) or np.abs(values).max() >= 2**53:
+            self.candidate = False
+            return
+        self.n += len(values)
+        self.total += float(values.sum())
+        self.squares += float(np.square(values).sum())
+        self.low, self.high = min(self.low, float(values.min())), max(self.high, float(values.max()))
+
+    def id_like(self) -> bool:
+        if not self.candidate or self.n < MIN_ID_ROWS or self.high == self.low:
+            return False
+        step, rest = divmod(self.high - self.low, self.n - 1)
+        if rest:
+            return False
+        n, a = self.n, self.low
+        total = n * (a + self.high) / 2
+        squares = n * a * a + a * step * n * (n - 1) + step * step * (n - 1) * n * (2 * n - 1) / 6
+        return math.isclose(self.total, total, rel_tol=1e-9) and math.isclose(self.squares, squares, rel_tol=1e-9)
 
 
 def ingest_csv(path: str | Path, out: str | Path, label: str, drop: tuple[str, ...] = (), delimiter: str = ",",
@@ -78,7 +116,7 @@ def raw_blocks(path: str | Path, label: str, drop: tuple[str, ...], delimiter: s
     values are gathered over the whole file (their message lists the first lines and counts the rest), as
     are the checks that need every row (no rows, too few classes), and raised after the last block, before
     the end of the iteration. Rows with a missing value are an error, or with missing="drop" are dropped
-    and counted.
+    and counted. A feature that looks like a row id (`_Spacing`) is no error: `summary.id_like` names it.
     """
     path = Path(path)
     raw = _read_header(path, delimiter, strip=False)
@@ -91,6 +129,7 @@ def raw_blocks(path: str | Path, label: str, drop: tuple[str, ...], delimiter: s
     as_read = {name: original for name, original in zip(header, raw, strict=True)}
     types = {**{as_read[c]: pa.float64() for c in features}, as_read[label]: pa.string()}
     found = _Problems(path, hint="; to drop such rows, set ingest.missing: drop")
+    spacing = {name: _Spacing() for name in features}
     seen = 0  # data rows read so far: the block's first row is line seen + 2
     for batch in _batches(path, delimiter, types):
         columns = [*batch.columns[:-1], pc.utf8_trim_whitespace(batch.column(len(features)))]
@@ -109,6 +148,8 @@ def raw_blocks(path: str | Path, label: str, drop: tuple[str, ...], delimiter: s
         seen += batch.num_rows
         summary.dropped_rows += dropped
         summary.rows += block.num_rows
+        for name in features:
+            spacing[name].add(block.column(name))
         for entry in pc.value_counts(block.column(label)).to_pylist():
             summary.classes[entry["values"]] = summary.classes.get(entry["values"], 0) + entry["counts"]
         if not found.any() and block.num_rows:  # once an error is certain, reading goes on only to count it
@@ -120,6 +161,7 @@ def raw_blocks(path: str | Path, label: str, drop: tuple[str, ...], delimiter: s
         raise DataError(f"{path}: every row has a missing value; nothing is left to train on")
     if len(summary.classes) < 2:
         raise DataError(f"{path}: label column {label!r} has {len(summary.classes)} class; at least 2 are needed")
+    summary.id_like = {name: (int(s.low), int(s.high)) for name, s in spacing.items() if s.id_like()}
 
 
 def read_features(path: str | Path, features: list[str], delimiter: str = ",") -> pd.DataFrame:

@@ -21,7 +21,7 @@ from typing import Any
 
 from softmax_regression.errors import PipelineError
 from softmax_regression.paths import repo_root
-from softmax_regression.pipeline.repo import dvc_api
+from softmax_regression.pipeline.repo import dvc_api, exp_show
 
 WORKERS = Path(".dvc", "tmp", "exps", "celery")  # DVC 3.x keeps each queue worker's pid and exit code here
 RESTART_AFTER = 10.0  # seconds experiments may wait with no worker alive before workers start again
@@ -157,10 +157,7 @@ def busy_workers(celery: Any) -> int:
 def experiment_rows(names: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Each named experiment's row of `dvc exp show`: its params and metrics by name (`train.impl`,
     `val_log_loss`, `run_id`, …)."""
-    import dvc.api
-
-    shown = dvc_api("dvc exp show", dvc.api.exp_show, repo=str(repo_root()))
-    rows = {row["Experiment"]: row for row in shown if row.get("Experiment")}
+    rows = {row["Experiment"]: row for row in exp_show() if row.get("Experiment")}
     missing = [name for name in names if name not in rows]
     if missing:
         raise PipelineError(f"experiment {missing[0]} is not in `dvc exp show`; `dvc queue logs {missing[0]}` says why")

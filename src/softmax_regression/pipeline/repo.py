@@ -49,3 +49,19 @@ def dvc_api(command: str, call: Callable[..., T], *args: Any, **kwargs: Any) -> 
 
 def _last_line(text: str) -> str:
     return (text.strip().splitlines() or ["(no output)"])[-1]
+
+
+def exp_show() -> list[dict[str, Any]]:
+    """The rows of `dvc exp show`: the workspace, its commit and the commit's experiments, each with its
+    params and metrics by name (`train.impl`, `val_log_loss`, `run_id`, …)."""
+    import dvc.api
+
+    return dvc_api("dvc exp show", dvc.api.exp_show, repo=str(repo_root()))
+
+
+def stage_outputs() -> list[str]:
+    """Every output, metric and plot file of dvc.yaml's stages, relative to the repository root."""
+    from dvc.repo import Repo
+
+    with Repo(str(repo_root())) as repo:
+        return sorted({str(out.def_path) for stage in repo.index.stages for out in stage.outs})

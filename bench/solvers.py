@@ -1,0 +1,121 @@
+"""Speed to the optimum: each implementation and optimizer against scikit-learn's LogisticRegression on the
+same objective, and a full-batch epoch against the floor of the matrix products it needs."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+from common import CLASSES, L2, peak_rss_mb, reset_peak_memory, synthetic
+
+TARGET = 1e-5  # relative distance to scikit-learn's objective that counts as there
+LEARNING_RATES = {"gd": 1.0, "sgd": 0.1, "lbfgs": 1.0}
+
+
+@dataclass
+class Row:
+    n: int
+    method: str  # "impl+optimizer", "sklearn lbfgs" or "floor"
+    seconds_to_target: float | None  # None: not reached within the budget
+    iterations: int | None
+    final_objective: float | None
+    seconds_per_epoch: float | None  # one full-batch loss-and-gradient evaluation and step (gd)
+    peak_rss_mb: float
+
+
+def sklearn_reference(X, y) -> tuple[float, Row]:
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    from softmax_regression.training.model import objective
+
+    reset_peak_memory()
+    X64, y64 = X.double().numpy(), y.numpy()
+    start = time.perf_counter()
+    model = LogisticRegression(C=1 / (2 * L2 * len(y)), solver="lbfgs", tol=1e-8, max_iter=10_000).fit(X64, y64)
+    seconds = time.perf_counter() - start
+    J = objective(torch.from_numpy(X64), y, torch.from_numpy(model.coef_.T), torch.from_numpy(model.intercept_),
+                  L2).item()
+    return J, Row(len(y), "sklearn lbfgs", seconds, int(model.n_iter_[0]), J, None, peak_rss_mb())
+
+
+def floor(X) -> Row:
+    """The two matrix products an epoch cannot avoid: logits = X·W (n, k) and the gradient Gᵀ·X (k, d)."""
+    import torch
+
+    W, G = torch.randn(X.shape[1], CLASSES), torch.randn(X.shape[0], CLASSES)
+    reset_peak_memory()
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        X @ W
+        G.T @ X
+        times.append(time.perf_counter() - start)
+    return Row(X.shape[0], "floor", None, None, None, min(times), peak_rss_mb())
+
+
+def race(X, y, impl: str, optimizer: str, target: float, budget: float) -> Row:
+    """Time until J ≤ target·(1 + TARGET), or the budget runs out; for gd, the best epoch too."""
+    from softmax_regression.config import TrainParams
+    from softmax_regression.training.model import initial_weights
+    from softmax_regression.training.optimizers import fit
+
+    W0, b0 = initial_weights(X.shape[1], CLASSES, 0, X.dtype)
+    params = TrainParams(impl=impl, optimizer=optimizer, iterations=1_000_000, lr=LEARNING_RATES[optimizer], l2=L2,
+                         seed=0, batch_size=1000)
+    reached: list[float] = []
+    reset_peak_memory()
+    start = time.perf_counter()
+
+    def stop(t: int, loss: float, weights) -> bool:
+        elapsed = time.perf_counter() - start
+        if loss <= target * (1 + TARGET):
+            reached.append(elapsed)
+            return True
+        return elapsed > budget
+
+    result = fit(X, y, W0, b0, params, callback=stop)
+    epoch = None
+    if optimizer == "gd":
+        few = TrainParams(impl=impl, iterations=3, lr=0.1, l2=L2, seed=0)
+        epoch = min(fit(X, y, W0, b0, few).seconds / 3 for _ in range(3))
+    return Row(len(y), f"{impl}+{optimizer}", reached[0] if reached else None, len(result.losses),
+               result.losses[-1].item(), epoch, peak_rss_mb())
+
+
+def run(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), budget: float = 10.0) -> dict:
+    from softmax_regression.training.gradients import IMPLEMENTATIONS
+
+    rows = []
+    for n in sizes:
+        X, y = synthetic(n)
+        target, reference = sklearn_reference(X, y)
+        rows += [reference, floor(X)]
+        for optimizer in LEARNING_RATES:
+            for impl in sorted(IMPLEMENTATIONS):
+                rows.append(race(X, y, impl, optimizer, target, budget))
+                print(f"solvers: {rows[-1]}", flush=True)
+    return {"target_relative": TARGET, "budget_s": budget, "l2": L2, "learning_rates": LEARNING_RATES,
+            "sgd_batch_size": 1000, "rows": [asdict(r) for r in rows]}
+
+
+def markdown(r: dict) -> str:
+    lines = []
+    for row in r["rows"]:
+        reached = "—" if row["method"] == "floor" else (
+            f"{row['seconds_to_target']:.2f}" if row["seconds_to_target"] is not None else f"not in {r['budget_s']:g} s")
+        epoch = f"{1000 * row['seconds_per_epoch']:.1f}" if row["seconds_per_epoch"] is not None else ""
+        final = f"{row['final_objective']:.6f}" if row["final_objective"] is not None else ""
+        lines.append(f"| {row['n']:,} | {row['method']} | {reached} | {row['iterations'] or ''} | {final} | {epoch} | "
+                     f"{row['peak_rss_mb']:.0f} |")
+    return "\n".join([
+        "## Speed to the optimum",
+        "",
+        f"Synthetic data, 100 standardised features, 10 classes, l2 = {r['l2']:g}, float32. Each run stops when J is "
+        f"within {r['target_relative']:g} (relative) of scikit-learn's `LogisticRegression(solver=\"lbfgs\")` on the "
+        f"same objective, or after {r['budget_s']:g} s. The floor is the two matrix products an epoch needs.",
+        "",
+        "| n | method | to the optimum (s) | iterations | final J | epoch (ms) | peak RSS (MB) |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+        *lines,
+    ])
