@@ -4,15 +4,18 @@ file here). Timings go to MLflow only, so that these stay the same bits for the 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from softmax_regression import paths
 from softmax_regression.data.tables import parquet_rows
 from softmax_regression.files import write_csv, write_json
 from softmax_regression.training.dataset import read_dataset
 from softmax_regression.training.figures import coefficient_heat_map, confusion_heat_map
-from softmax_regression.training.loop import Trained
 from softmax_regression.training.metrics import classification_report, confusion_rows
 from softmax_regression.training.model import Model, predict_proba, read_model, write_model
+
+if TYPE_CHECKING:
+    from softmax_regression.training.loop import Trained
 
 SUMMARY = ("accuracy", "log_loss", "macro_f1")  # of each set, as DVC and MLflow metrics: val_accuracy, …
 
