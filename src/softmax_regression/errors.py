@@ -13,6 +13,7 @@ class ParamError(PipelineError):
 
     def __init__(self, message: str, file: str = "params.yaml") -> None:
         super().__init__(f"{file}: {message}")
+        self.problem = message
 
 
 class DataError(PipelineError):

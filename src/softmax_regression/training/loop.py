@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -145,12 +146,28 @@ def train(data: Dataset, params: TrainParams, val: Dataset | None = None,
     the validation rows `val` when given, is recorded along the way; `progress(iteration, loss)` is told
     of every iteration.
     """
+    with deterministic():
+        return _train(data, params, val, progress, ranks)
+
+
+@contextmanager
+def deterministic() -> Iterator[None]:
+    """Same params and seed, same bits: torch's deterministic algorithms for the block, as they were after it.
+    (torch.use_deterministic_algorithms(True) sets the same flag, but also imports torch._inductor, for
+    torch.compile alone: 1.4 s.)"""
+    previous = torch.get_deterministic_debug_mode()
+    torch.set_deterministic_debug_mode("error")
+    try:
+        yield
+    finally:
+        torch.set_deterministic_debug_mode(previous)
+
+
+def _train(data: Dataset, params: TrainParams, val: Dataset | None, progress: Callable[[int, float], None] | None,
+           ranks: Ranks) -> tuple[Model, Fit, Curves]:
     device, dtype = device_for(params.device, ranks.local_rank), DTYPES[params.dtype]
     if device.type == "cuda":
         torch.cuda.set_device(device)  # this rank's GPU, for nccl and DistributedDataParallel
-    # Same params and seed, same bits. (torch.use_deterministic_algorithms(True) sets the same flag, but
-    # also imports torch._inductor, for torch.compile alone: 1.4 s.)
-    torch.set_deterministic_debug_mode("error")
     d = data.X.shape[1]
     if params.standardize:
         mean, scale = feature_scaling(data.X, ranks)
