@@ -42,6 +42,10 @@ reset: $(STAMP)
 compare: $(STAMP)
 	python -m softmax_regression.commands.compare $(ARGS)
 
+# A search over train.* params (params.yaml's tune: section) ARGS='--trials 40 --parallel 2 --storage URL'
+tune: $(STAMP)
+	python -m softmax_regression.commands.tune $(ARGS)
+
 # The best run on validation rows becomes the registered champion if it beats the current one.
 # ARGS='--metric val_accuracy' or ARGS=--force
 promote: $(STAMP)
@@ -65,7 +69,7 @@ predict: $(STAMP)
 	python -m softmax_regression.commands.predict "$(INPUT)" --output "$(OUTPUT)" $(ARGS)
 
 # Every benchmark in one run: bench/results.json and docs/benchmarks.md, which says how long it took.
-# python bench/run.py --only PART runs parts (solvers, loop, memory, ranks) without writing
+# python bench/run.py --only PART runs parts (solvers, loop, tune, memory, ranks) without writing
 bench: $(STAMP)
 	python bench/run.py
 

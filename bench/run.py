@@ -3,7 +3,7 @@ bench/results.json, and docs/benchmarks.md is generated from it, stating the mac
 commit of the run once, at its top.
 
     python bench/run.py                      # every part; writes both files (make bench)
-    python bench/run.py --only loop ranks    # some parts, printed; nothing written
+    python bench/run.py --only loop tune     # some parts, printed; nothing written
     python bench/run.py --report             # docs/benchmarks.md again from bench/results.json
 
 Timings are wall-clock on a shared machine: read them as ratios measured side by side in one run.
@@ -24,9 +24,10 @@ import loop
 import memory
 import ranks
 import solvers
+import tune
 from common import ROOT, cpu_model
 
-PARTS = {"solvers": solvers, "loop": loop, "memory": memory, "ranks": ranks}  # in the order they run and print
+PARTS = {"solvers": solvers, "loop": loop, "tune": tune, "memory": memory, "ranks": ranks}  # in the order they run
 RESULTS = ROOT / "bench" / "results.json"
 PAGE = ROOT / "docs" / "benchmarks.md"
 

@@ -2,7 +2,7 @@
 model and its outputs, record the MLflow run."""
 
 from softmax_regression import paths
-from softmax_regression.config import TrackingParams, TrainParams, flatten, read_params, section
+from softmax_regression.config import TrackingParams, TrainParams, read_params, run_params, section
 from softmax_regression.data.tables import parquet_rows
 from softmax_regression.process import run_main
 from softmax_regression.tracking.uri import check_reachable, tracking_uri
@@ -25,7 +25,7 @@ def main() -> None:
     from softmax_regression.training.outputs import write_training_outputs
 
     runs.connect()
-    with runs.new_run(experiment, flatten(params), {names.CPU_KERNELS: kernel_level()}) as run_id:
+    with runs.new_run(experiment, run_params(params), {names.CPU_KERNELS: kernel_level()}) as run_id:
         runs.log_training_data(paths.TRAIN, paths.VAL, params["ingest"]["path"])
         trained = train_split(train)
         write_training_outputs(trained, run_id)

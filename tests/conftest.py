@@ -373,7 +373,7 @@ def browse(url: str, out: Path, expect: list[str], size: str = "1600,1000", atte
 # while the other worker idles (by default it deals the modules with the most tests first, whatever they cost).
 # The second needs no `built`: its worker starts at once while the first worker builds it. The modules of a
 # second or less go last, to even out the end.
-LONGEST_FIRST = ["test_compare.py", "test_distributed.py", "test_promote.py", "test_pipeline.py", "test_ui.py",
+LONGEST_FIRST = ["test_tune.py", "test_distributed.py", "test_compare.py", "test_promote.py", "test_pipeline.py", "test_ui.py",
                  "test_sharing.py", "test_faults.py", "test_rerun.py", "test_tracking_server.py", "test_serving.py",
                  "test_predict.py", "test_bad_input.py", "test_training.py", "test_dvc_yaml.py", "test_optimum.py"]
 

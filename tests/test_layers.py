@@ -24,6 +24,7 @@ LAYERS = {
     "serving": ({TOP, "data", "training"}, {"torch", "mlflow"}),
     "tracking": ({TOP, "data", "training", "serving"}, {"mlflow"}),
     "pipeline": ({TOP}, {"dvc"}),
+    "search": ({TOP, "data", "training", "parallel", "tracking", "pipeline"}, {"optuna", "torch", "matplotlib"}),
     "commands": (set(), set()),  # anything of ours, through which every heavy package comes
     "estimator.py": ({TOP, "data", "training"}, {"torch", "sklearn"}),  # the trainer as a scikit-learn classifier
 }

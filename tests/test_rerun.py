@@ -1,17 +1,17 @@
 """`make rerun RUN=<id>`: from an MLflow run back to its commit and params, re-run, the same weights bit for
 bit; and one clear line, with nothing changed, for a dirty workspace, a commit this repository lacks and an
 unknown run id. Real git, dvc and mlflow, in a copy of the repository. The tests run in file order.
-A run of a DVC experiment is re-run in a teammate's clone, from the shared store (test_sharing)."""
+A run of a commit, with params that differ from the commit's, is re-run to the same bits in test_tune (a trial's
+run); a run of a DVC experiment, in a teammate's clone, from the shared store, in test_sharing."""
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import copy_built, interrupted_at, logged_weights, run, run_id_of, store, tool_env
+from conftest import copy_built, interrupted_at, run, run_id_of, store, tool_env
 
 FAKE_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -71,15 +71,3 @@ def test_an_interrupt_while_it_reads_the_run_changes_nothing(repo):
     assert result.returncode == 130, result.stderr
     assert result.stderr.strip() == "error: interrupted; outputs written so far are complete, the rest untouched"
     assert run(["git", "status", "--porcelain"], repo).stdout == "" and run_id_of(repo) == first
-
-
-def test_a_run_of_a_commit_is_rerun_to_the_same_bits(repo, tmp_path):
-    first = run_id_of(repo)
-    result = make_rerun(repo, first)
-    assert "rerun: the weights are the same, bit for bit" in result.stdout, result.stdout + result.stderr
-    assert f"restored commit {store(repo).get_run(first).data.tags['mlflow.source.git.commit'][:7]}" in result.stderr
-    assert (repo / "models/model.safetensors").read_bytes() == logged_weights(repo, first, tmp_path).read_bytes()
-    assert run_id_of(repo) != first, "the re-run is a run of its own"
-    digest = hashlib.sha256((repo / "models/model.safetensors").read_bytes()).hexdigest()
-    assert f"sha256 {digest}" in result.stdout
-

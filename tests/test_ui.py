@@ -91,40 +91,44 @@ class UI:
         return first.rsplit(": ", 1)[1]
 
 
+@pytest.fixture(scope="module")
+def ui(compared, tmp_path_factory):
+    """`make ui` on a copy of `compared`'s store, with a run on other validation rows added."""
+    folder = tmp_path_factory.mktemp("ui")
+    repo = copy_built(compared.repo, folder / "repo")
+    other = add_run_on_other_data(repo)
+    server = UI(repo, folder / "ui.log")
+    yield server, [r.info.run_name for r in mlflow_runs(repo) if r.info.run_id != other]
+    server.process.terminate()
+    server.process.wait(timeout=30)
+
+
 @needs_chromium
-def test_make_ui_shows_the_runs_evaluated_on_the_workspaces_validation_rows(compared, tmp_path):
+def test_make_ui_shows_the_runs_evaluated_on_the_workspaces_validation_rows(ui, tmp_path):
     """In a real browser: the three implementations' runs, not a run on other validation rows however good
     its number, in the "Model training" view. Screenshots stay in the test's temporary folder."""
-    repo = copy_built(compared.repo, tmp_path / "repo")
-    other = add_run_on_other_data(repo)
-    names = [r.info.run_name for r in mlflow_runs(repo) if r.info.run_id != other]
-    ui = UI(repo, tmp_path / "ui.log")
-    try:
-        address = ui.address()
-        assert address.startswith(f"http://127.0.0.1:{ui.port}/#/experiments/") and "searchFilter=datasets.digest" in address
-        table = browse(address, tmp_path / "runs.png", [f">{name}<" for name in names])
-        for name in names:
-            assert f">{name}<" in table, f"run {name!r} not on the page; see {tmp_path}"
-        assert ">on-another-csv<" not in table, "a run on other validation rows is not comparable"
-        assert "Model training" in table and "Detect issues" not in table
-        server = [command for command in descendants(ui.process.pid) if "uvicorn" in command or "huey" in command]
-        assert len(server) == 1 and "uvicorn" in server[0], f"one server process and no MLflow job runner: {server}"
-    finally:
-        ui.process.terminate()
-        ui.process.wait(timeout=30)
+    server, names = ui
+    address = server.address()
+    assert address.startswith(f"http://127.0.0.1:{server.port}/#/experiments/") and "searchFilter=datasets.digest" in address
+    table = browse(address, tmp_path / "runs.png", [f">{name}<" for name in names])
+    for name in names:
+        assert f">{name}<" in table, f"run {name!r} not on the page; see {tmp_path}"
+    assert ">on-another-csv<" not in table, "a run on other validation rows is not comparable"
+    assert "Model training" in table and "Detect issues" not in table
+
+
+def test_make_ui_runs_one_server_process_and_no_job_runner(ui):
+    server, _ = ui
+    processes = [command for command in descendants(server.process.pid) if "uvicorn" in command or "huey" in command]
+    assert len(processes) == 1 and "uvicorn" in processes[0], processes
 
 
 @needs_chromium
-def test_the_chart_view_draws_the_loss_curves(compared, tmp_path):
-    repo = copy_built(compared.repo, tmp_path / "repo")
-    ui = UI(repo, tmp_path / "ui.log")
-    try:
-        charts = browse(ui.address() + "&compareRunsMode=CHART", tmp_path / "charts.png", ["train_loss", "log_loss/val"],
-                        size="1600,4000", budget=40000)
-        assert "train_loss" in charts and "log_loss/val" in charts, f"no loss charts; see {tmp_path}"
-    finally:
-        ui.process.terminate()
-        ui.process.wait(timeout=30)
+def test_the_chart_view_draws_the_loss_curves(ui, tmp_path):
+    server, _ = ui
+    charts = browse(server.address() + "&compareRunsMode=CHART", tmp_path / "charts.png", ["train_loss", "log_loss/val"],
+                    size="1600,4000", budget=40000)
+    assert "train_loss" in charts and "log_loss/val" in charts, f"no loss charts; see {tmp_path}"
 
 
 def descendants(pid: int) -> list[str]:

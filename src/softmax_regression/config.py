@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ PARAMS_FILE = "params.yaml"
 Impl = Literal["autograd", "manual", "nn"]  # how gradients are computed: trainers.IMPLEMENTATIONS
 Optimizer = Literal["gd", "lbfgs", "sgd"]  # how they are used: trainers.OPTIMIZERS
 Dtype = Literal["float32", "float64"]
+ValMetric = Literal["val_accuracy", "val_log_loss", "val_macro_f1"]  # what runs are chosen on: validation rows
 Device = Literal["auto", "cpu", "cuda"]  # auto: cuda when there is one
 
 
@@ -93,6 +95,30 @@ class TrainParams:
 
 
 @dataclass(frozen=True)
+class TuneParams:
+    """`make tune`'s search (search.space and search.study say how each is used)."""
+
+    study: str  # the study's name: its storage, its runs and its winners' DVC experiments carry it
+    seed: int  # with the space and the data, what the sequence of trials follows from
+    trials: int  # the study's total of finished trials
+    space: dict  # train.* key -> {low, high[, log, step]} (a range) or a list of choices
+    parallel: int = 1  # trials in flight at once on this machine
+    metric: ValMetric = "val_log_loss"  # minimised when a loss, maximised otherwise
+
+    def __post_init__(self) -> None:
+        _check_choices(self, "tune")
+        _require(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.study) is not None, "tune.study",
+                 "a name of letters, digits, '.', '_' and '-' (it names DVC experiments)", self.study)
+        _require(self.trials >= 1, "tune.trials", "an integer >= 1", self.trials)
+        _require(self.parallel >= 1, "tune.parallel", "an integer >= 1", self.parallel)
+        _require(len(self.space) >= 1, "tune.space", "at least one train.* key to search", self.space)
+
+
+def lower_is_better(metric: str) -> bool:
+    return "loss" in metric
+
+
+@dataclass(frozen=True)
 class TrackingParams:
     experiment: str = "softmax-regression"  # the MLflow experiment every run goes into
     registered_model: str = "softmax-regression"  # the Model Registry name `make promote` registers under
@@ -139,6 +165,18 @@ def section(params: Mapping[str, Any], name: str, cls: type[Section]) -> Section
     return cls(**kwargs)
 
 
+RUN_SECTIONS = ("ingest", "split", "train", "tracking")  # what the train stage reads: an MLflow run's params
+
+
+def run_params(params: Mapping[str, Any], train: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The flat params an MLflow run of training holds: the sections the train stage reads (with `train`'s
+    values in place of params.yaml's, for a trial of `make tune`)."""
+    sections = {name: params[name] for name in RUN_SECTIONS if name in params}
+    if train is not None:
+        sections["train"] = {**sections["train"], **train}
+    return flatten(sections)
+
+
 def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """{'train': {'lr': 0.1}} -> {'train.lr': 0.1}: the names MLflow logs params under."""
     flat = {}
@@ -173,6 +211,9 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         value = float(value) if ok else value
     elif hint is str or typing.get_origin(hint) is Literal:  # a choice is checked by the dataclass itself
         ok = isinstance(value, str)
+    elif hint is dict:
+        ok = isinstance(value, Mapping)
+        value = dict(value) if ok else value
     else:  # pragma: no cover - a field type this module does not know
         raise TypeError(f"unsupported param type {hint!r} for {key}")
     if not ok:
@@ -195,7 +236,7 @@ def _check_choices(params: Any, section_name: str) -> None:
 def _type_name(hint: Any) -> str:
     if typing.get_origin(hint) is Literal:
         return f"one of {choices(hint)}"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[hint]
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a mapping"}[hint]
 
 
 def _require(ok: bool, key: str, allowed: str, got: Any) -> None:

@@ -27,6 +27,7 @@ PER_CLASS = "reports/per_class.json"  # and per class, with the confusion matric
 CONFUSION = "plots/confusion.csv"
 CONFUSION_MAP = "plots/confusion.png"
 
+STUDIES = "optuna.db"  # make tune's studies, unless --storage names another; neither in git nor DVC
 STORE = "mlflow.db"  # MLflow's local store, with its artifacts in ARTIFACTS; neither in git nor DVC
 STORE_LOCK = "mlflow.db.lock"
 ARTIFACTS = "mlruns"

@@ -20,14 +20,21 @@ from typing import Any
 
 from softmax_regression import paths
 from softmax_regression.commands.console import parser, text_table
-from softmax_regression.config import TrackingParams, read_params, section
+from softmax_regression.config import (
+    TrackingParams,
+    ValMetric,
+    choices,
+    lower_is_better,
+    read_params,
+    section,
+)
 from softmax_regression.data.tables import parquet_rows
 from softmax_regression.errors import PipelineError
 from softmax_regression.files import file_md5
 from softmax_regression.process import run_main
 from softmax_regression.tracking import names
 
-METRICS = ("val_log_loss", "val_accuracy", "val_macro_f1")  # what runs may be chosen on
+METRICS = choices(ValMetric)  # what runs may be chosen on
 REPORTED = (*METRICS, "test_log_loss", "test_accuracy", "test_macro_f1")  # copied to a version's tags
 
 
@@ -52,10 +59,6 @@ class Decision:
     promote: bool
     reason: str
     refused: bool = False  # the two cannot be compared: nothing is registered or moved, and the exit is 1
-
-
-def lower_is_better(metric: str) -> bool:
-    return "loss" in metric
 
 
 def best(entries: Sequence[Entry], metric: str) -> Entry | None:

@@ -25,7 +25,7 @@ from softmax_regression import paths
 from softmax_regression.commands.console import parser
 from softmax_regression.config import flatten
 from softmax_regression.errors import PipelineError
-from softmax_regression.pipeline.repo import dvc, git
+from softmax_regression.pipeline.repo import dvc, git, has_experiment
 from softmax_regression.process import run_main
 from softmax_regression.tracking import names
 from softmax_regression.tracking.lineage import as_yaml, changed_params
@@ -42,12 +42,6 @@ def check_clean() -> None:
         files = ", ".join(line[3:] for line in changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
         raise RerunRefused(f"the workspace has uncommitted changes ({files}); commit or stash them (git stash) "
                            f"first: nothing was changed")
-
-
-def has_experiment(name: str) -> bool:
-    """Whether this repository holds the DVC experiment (as a ref under refs/exps/)."""
-    refs = git("for-each-ref", "--format=%(refname)", "refs/exps/").stdout.split()
-    return any(ref.rsplit("/", 1)[-1] == name for ref in refs)
 
 
 def logged_params(logged: dict[str, str], committed: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:

@@ -33,6 +33,18 @@ def runs_page(base: str, experiment_id: str, val_digest: str | None = None) -> s
     return page if val_digest is None else f"{page}&searchFilter={quote(f'datasets.digest = {val_digest!r}')}"
 
 
+def run_page(base: str, experiment_id: str, run_id: str) -> str:
+    """A run's page."""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def ui_base(uri: str) -> str:
+    """Where the UI of the runs at `uri` is: the tracking server's own, else `make ui`'s."""
+    from softmax_regression.tracking.uri import is_server
+
+    return uri if is_server(uri) else "http://127.0.0.1:5000"
+
+
 def workspace_val_digest() -> str | None:
     """The md5 of the workspace's validation rows, if there are any."""
     path = paths.repo_root() / paths.VAL

@@ -20,6 +20,12 @@ def git(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return result
 
 
+def has_experiment(name: str) -> bool:
+    """Whether this repository holds the DVC experiment (as a ref under refs/exps/)."""
+    refs = git("for-each-ref", "--format=%(refname)", "refs/exps/").stdout.split()
+    return any(ref.rsplit("/", 1)[-1] == name for ref in refs)
+
+
 def dvc(*args: str, quiet: bool = False) -> None:
     """`dvc …` at the repository root. Its output goes to the user as it comes, or with `quiet` only the
     last line of it, in the error, should it fail."""

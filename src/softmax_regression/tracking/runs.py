@@ -16,6 +16,7 @@ import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -94,32 +95,50 @@ def failing_marks_run(run_id: str) -> Iterator[None]:
         raise
 
 
+@dataclass(frozen=True)
+class Source:
+    """What made a run, as the MLflow UI shows it: its name starts with `label`, its Source is `how`, and its
+    description starts with `what`, followed by the commit and the params that differ from the commit's."""
+
+    label: str
+    how: str
+    what: str
+    rerun: bool = True  # the description ends with the `make rerun` line
+
+
+def pipeline_source(commit: str | None) -> Source:
+    """A stage's run: under `dvc exp run`, the experiment's; else the commit's."""
+    experiment_name = os.environ.get("DVC_EXP_NAME")
+    if experiment_name:
+        return Source(experiment_name, f"dvc exp run (experiment {experiment_name})", f"DVC experiment {experiment_name}")
+    return Source(commit[:7] if commit else "workspace", "dvc repro", "dvc repro")
+
+
 def create_run(experiment: str, params: Mapping[str, Any], tags: Mapping[str, str] | None = None,
-               run_name: str | None = None) -> str:
+               run_name: str | None = None, source: Source | None = None) -> str:
     """Create a run with the flat params, the provenance tags and `tags`; returns its id.
 
     What the MLflow UI shows of it: its name, the DVC experiment's (or, outside an experiment, the short
-    commit), then only the params that differ from the baseline's params.yaml, so that runs can be told
-    apart; its Source, what ran it; its description, one line saying what it is and how to re-run it."""
+    commit; or `source`'s label), then only the params that differ from the baseline's params.yaml, so that
+    runs can be told apart; its Source, what ran it; its description, one line saying what it is and how to
+    re-run it."""
     commit = git_commit()
-    experiment_name = os.environ.get("DVC_EXP_NAME")
+    source = source or pipeline_source(commit)
     changed = changed_params(params, _flat_baseline(commit))
-    label = experiment_name or (commit[:7] if commit else "workspace")
     settings = " ".join(f"{key}={value}" for key, value in changed.items())
-    run_name = run_name or f"{label} {settings}".strip()
-    how = f"dvc exp run (experiment {experiment_name})" if experiment_name else "dvc repro"
-    tags = {names.GIT_COMMIT: commit, names.SOURCE_NAME: how, names.SOURCE_TYPE: "LOCAL", **(tags or {})}
-    if experiment_name:
-        tags[names.EXP_NAME] = experiment_name
+    run_name = run_name or f"{source.label} {settings}".strip()
+    tags = {names.GIT_COMMIT: commit, names.SOURCE_NAME: source.how, names.SOURCE_TYPE: "LOCAL", **(tags or {})}
+    if os.environ.get("DVC_EXP_NAME"):
+        tags[names.EXP_NAME] = os.environ["DVC_EXP_NAME"]
     exp_id = experiment_id(experiment)
     with interrupts.deferred():  # an interrupt while the run is created is raised in the block that marks it
         run = MlflowClient().create_run(exp_id, run_name=run_name, tags={k: v for k, v in tags.items() if v})
         run_id = run.info.run_id
         with failing_marks_run(run_id):
-            what = f"DVC experiment {experiment_name}" if experiment_name else "dvc repro"
             where = f" of commit {commit[:7]}" if commit else ""
             diff = f" with {settings}" if settings else " with the baseline's params"
-            MlflowClient().set_tag(run_id, names.NOTE, f"{what}{where}{diff}. Re-run it: make rerun RUN={run_id}")
+            again = f" Re-run it: make rerun RUN={run_id}" if source.rerun else ""
+            MlflowClient().set_tag(run_id, names.NOTE, f"{source.what}{where}{diff}.{again}")
             mlflow.log_params(dict(params), run_id=run_id)
     return run_id
 
@@ -152,6 +171,15 @@ def new_run(experiment: str, params: Mapping[str, Any], tags: Mapping[str, str] 
     run_id = create_run(experiment, params, tags)
     with active_run(run_id):
         yield run_id
+
+
+@interrupts.deferred()
+def end(run_id: str, status: str, error: str | None = None) -> None:
+    """End a run that is not the active one, with `error` as its error tag if given."""
+    client = MlflowClient()
+    if error is not None:
+        client.set_tag(run_id, names.ERROR, error[:5000])
+    client.set_terminated(run_id, status)
 
 
 @interrupts.deferred()
@@ -202,16 +230,20 @@ def evaluation_run(trained: Run, experiment: str) -> str:
 
 
 @interrupts.deferred()
-def log_training_data(train_file: str, val_file: str, raw_file: str) -> None:
+def log_training_data(train_file: str, val_file: str, raw_file: str, run_id: str | None = None) -> None:
     """Lineage: the training and validation rows' files as MLflow dataset inputs (contexts "training" and
     "validation"; none for a validation file without rows), whose digest is the file's md5 (the same as
-    DVC's, and the same however many ranks read it), and DVC's hash of the raw file as tags.
+    DVC's, and the same however many ranks read it), and DVC's hash of the raw file as tags; of the active
+    run, or of `run_id`.
 
-    `make promote` compares only runs whose validation digests are equal."""
+    `make promote` compares only runs whose validation digests are equal, and `make ui` shows those alone."""
     import pyarrow.parquet as pq
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.tracking.fluent import _create_dataset_input
     from mlflow.types import ColSpec, Schema
+
+    client, run_id = MlflowClient(), run_id or mlflow.active_run().info.run_id
 
     columns = pq.read_schema(train_file)
     schema = Schema([ColSpec("long" if str(field.type) == "int64" else "double", field.name) for field in columns])
@@ -221,10 +253,12 @@ def log_training_data(train_file: str, val_file: str, raw_file: str) -> None:
         with warnings.catch_warnings():  # MLflow registers its local-file source twice, and warns about it
             warnings.simplefilter("ignore", UserWarning)
             source = resolve_dataset_source(path)
-        mlflow.log_input(MetaDataset(source, name=name, digest=file_md5(path), schema=schema), context=context)
+        dataset = MetaDataset(source, name=name, digest=file_md5(path), schema=schema)
+        client.log_inputs(run_id, datasets=[_create_dataset_input(dataset, context)])
     raw_hash = dvc_hash(raw_file)
     if raw_hash:
-        mlflow.set_tags({names.RAW_DATA: raw_file, names.RAW_DATA_MD5: raw_hash})
+        client.set_tag(run_id, names.RAW_DATA, raw_file)
+        client.set_tag(run_id, names.RAW_DATA_MD5, raw_hash)
 
 
 def dataset_digest(run: Run, context: str) -> str | None:
@@ -281,14 +315,20 @@ def log_model(model_file: str | Path, example: pd.DataFrame) -> None:
 def log_training(trained: Trained) -> None:
     """What the train stage adds to its run: the train metrics and the training time, the loss at every
     iteration and the log-loss curves, the weights' files, and the MLflow model."""
-    curves = trained.curves
-    losses = trained.fit.losses.tolist()
-    log_metrics(trained.metrics | {"train_seconds": trained.seconds}, step=len(losses), series={
-        "train_loss": enumerate(losses),
-        "log_loss/train": zip(curves.iteration, curves.train_log_loss, strict=True),
-        "log_loss/val": zip(curves.iteration, curves.val_log_loss)})  # none without validation rows
+    log_fit(trained)
     log_artifacts([paths.MODEL, paths.COEFFICIENTS, paths.COEFFICIENT_MAP], names.WEIGHTS)
     log_model(paths.MODEL, example_rows(paths.TRAIN, paths.CLASSES))
+
+
+def log_fit(trained: Trained, metrics: Mapping[str, float] | None = None) -> None:
+    """A training's metrics (and `metrics`) and its curves, in the active run: the train metrics and time at
+    the last iteration, the loss at every iteration, the log-loss on training and validation rows."""
+    curves = trained.curves
+    losses = trained.fit.losses.tolist()
+    log_metrics(trained.metrics | {"train_seconds": trained.seconds} | dict(metrics or {}), step=len(losses), series={
+        "train_loss": enumerate(losses),
+        "log_loss/train": zip(curves.iteration, curves.train_log_loss, strict=True),
+        "log_loss/val": zip(curves.iteration, curves.val_log_loss, strict=False)})  # none without validation rows
 
 
 def example_rows(table: str, classes_file: str, rows: int = 5) -> pd.DataFrame:

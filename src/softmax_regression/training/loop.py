@@ -118,15 +118,16 @@ def train_split(params: TrainParams) -> Trained | None:
 
 
 def train_shard(ranks: Ranks, params: TrainParams, train_file: str | Path, val_file: str | Path,
-                classes_file: str | Path) -> Trained:
+                classes_file: str | Path, show_progress: bool = True) -> Trained:
     """One rank's part of training: read its shard of the train and validation rows, train, measure.
 
-    What `launch.launch` runs on every rank; with one rank the shard is every row.
+    What `launch.launch` runs on every rank; with one rank the shard is every row. The leader shows the
+    progress line on a terminal, unless `show_progress` is false.
     """
     n, n_val = parquet_rows(train_file), parquet_rows(val_file)
     data = read_dataset(train_file, classes_file, rows=ranks.shard(n))
     val = read_dataset(val_file, classes_file, features=data.features, rows=ranks.shard(n_val)) if n_val else None
-    with progress_bar(params.iterations, enabled=ranks.leader) as bar:
+    with progress_bar(params.iterations, enabled=ranks.leader and show_progress) as bar:
         start = time.perf_counter()
         model, result, curves = train(data, params, val, bar.show, ranks)
         seconds = time.perf_counter() - start - result.setup_seconds

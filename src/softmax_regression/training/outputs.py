@@ -42,20 +42,30 @@ def coefficient_rows(model: Model) -> list[list[object]]:
     return [*rows, ["(bias)", *model.b.tolist(), "", ""]]
 
 
+def scores(model: Model, table: str | Path) -> dict:
+    """The model's accuracy, log-loss, macro F1, per-class scores and confusion matrix on a split file's rows:
+    what evaluate reports of the validation rows, and `make tune` of a trial."""
+    data = read_dataset(table, paths.CLASSES, features=model.features)
+    return classification_report(predict_proba(model, data.X), data.y, model.classes)
+
+
+def headline(name: str, report: dict) -> dict[str, float]:
+    """The metrics DVC and MLflow show of a report on the rows `name` ("val", "test"): val_log_loss, …"""
+    return {f"{name}_{key}": report[key] for key in SUMMARY}
+
+
 def evaluate(model_file: str | Path = paths.MODEL) -> dict[str, float]:
     """Score the model on the validation rows (to choose between runs; none when split.val_size is 0) and on
     the test rows (the final report), and write the evaluate stage's files; returns the headline metrics."""
     model = read_model(model_file)
+    reports = {"val": scores(model, paths.VAL)} if parquet_rows(paths.VAL) else {}
     test = read_dataset(paths.TEST, paths.CLASSES, features=model.features)
     P = predict_proba(model, test.X)
-    reports = {}
-    if parquet_rows(paths.VAL):
-        val = read_dataset(paths.VAL, paths.CLASSES, features=model.features)
-        reports["val"] = classification_report(predict_proba(model, val.X), val.y, model.classes)
     reports["test"] = classification_report(P, test.y, model.classes)
-    metrics = {f"{name}_{key}": report.pop(key) for name, report in reports.items() for key in SUMMARY}
+    metrics = {key: value for name, report in reports.items() for key, value in headline(name, report).items()}
     write_json(paths.EVAL_METRICS, metrics)
-    write_json(paths.PER_CLASS, reports)
+    write_json(paths.PER_CLASS, {name: {key: value for key, value in report.items() if key not in SUMMARY}
+                                 for name, report in reports.items()})
     predicted = P.argmax(dim=1)
     write_csv(paths.CONFUSION, ["actual", "predicted"], confusion_rows(test.y, predicted, model.classes))
     confusion_heat_map(paths.CONFUSION_MAP, test.y, predicted, model.classes, metrics["test_accuracy"])
