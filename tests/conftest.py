@@ -80,8 +80,9 @@ def write_split(table: pd.DataFrame, label: str, folder: Path, val_size: float =
 
 
 def tool_env(**extra: str) -> dict[str, str]:
-    """The environment the real dvc/git/mlflow run in: this venv first, a git identity, no telemetry."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "GIT_"))}
+    """The environment the real dvc/git/mlflow run in: this venv first, a git identity, no telemetry, and none
+    of the `make test` around the suite (a make inside it would print "Entering directory" lines)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "GIT_", "MAKE", "MFLAGS"))}
     env.update(
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         GIT_AUTHOR_NAME="Test", GIT_AUTHOR_EMAIL="test@example.invalid",
