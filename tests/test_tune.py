@@ -226,6 +226,56 @@ def test_the_same_seed_gives_the_same_trials_whatever_order_they_finish_in(built
     assert sequence(f"sqlite:///{tmp_path / 'held-1.db'}", "t") == sequence(f"sqlite:///{tmp_path / 'held-0.db'}", "t")
 
 
+class Cut(Exception):
+    """The driver killed at this point."""
+
+
+@pytest.mark.parametrize("cut", range(10))
+def test_a_batch_cut_short_while_being_made_resumes_with_each_planned_trial_once(tmp_path, monkeypatch, cut):
+    """Killed after the plan is stored and `cut` calls made of enqueue, ask and the suggestions ask makes (2
+    trials of 3 params: 2 enqueues, 2 asks, 6 suggestions), then resumed: the batch is the plan's trials, each
+    once with all its params, numbered in the plan's order, as when never cut."""
+    from softmax_regression.config import TuneParams
+    from softmax_regression.search import space, study
+
+    train = {"impl": "manual", "optimizer": "gd", "iterations": 10, "lr": 0.1, "l2": 0.01, "seed": 0}
+    tune = TuneParams(study="s", seed=0, trials=6, parallel=2, space=SPACE)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def second_batch(storage: str, interrupt: bool) -> list[tuple[int, dict]]:
+        search = study.Search(tune, space.parse(SPACE, train), {"train": train}, storage, {})
+        s = optuna.create_study(study_name="s", storage=storage, direction=search.direction)
+        for t in study.local_batch(search, s, s.get_trials(), 0):  # the first batch, finished
+            s.tell(t.number, t.params["train.lr"])
+        if interrupt:
+            calls = []
+
+            def cutting(original):
+                def counted(self, *args, **kwargs):
+                    if getattr(self, "study", self).study_name == "s":  # not the planner's study in memory
+                        calls.append(1)
+                        if len(calls) > cut:
+                            raise Cut
+                    return original(self, *args, **kwargs)
+                return counted
+
+            for owner, name in ((optuna.Study, "enqueue_trial"), (optuna.Study, "ask"), (optuna.Trial, "_suggest")):
+                monkeypatch.setattr(owner, name, cutting(getattr(owner, name)))
+            with pytest.raises(Cut):
+                study.local_batch(search, s, s.get_trials(), 2)
+            monkeypatch.undo()
+        s = optuna.load_study(study_name="s", storage=storage)  # the driver started again
+        batch = study.local_batch(search, s, s.get_trials(), 2)
+        assert all(t.state == TrialState.RUNNING and set(t.params) == set(SPACE) for t in batch)
+        assert [t.params for t in batch] == [t.params for t in s.get_trials(states=(TrialState.RUNNING,))]
+        assert len(s.get_trials()) == 4, "no trial made twice"
+        return sorted((t.number, t.params) for t in batch)
+
+    resumed = second_batch(f"sqlite:///{tmp_path / 'cut.db'}", interrupt=True)
+    assert resumed == second_batch(f"sqlite:///{tmp_path / 'whole.db'}", interrupt=False)
+    assert [number for number, _ in resumed] == [2, 3]
+
+
 def completed(db: Path) -> int:
     try:
         with sqlite3.connect(db, timeout=30) as con:

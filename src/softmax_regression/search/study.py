@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from softmax_regression.config import TrainParams, TuneParams, lower_is_better, run_params, section
@@ -150,23 +150,42 @@ def next_batch(search: Search, study: optuna.Study) -> list[FrozenTrial] | None:
 
 
 def local_batch(search: Search, study: optuna.Study, trials: list[FrozenTrial], complete: int) -> list[FrozenTrial]:
-    """The next batch on this machine: the rest of a plan an interruption cut short, else a new plan."""
+    """The next batch on this machine: the rest of a plan an interruption cut short, else a new plan.
+
+    A plan's trials are made in two steps, each safe to cut short: every planned trial is enqueued (WAITING,
+    its params fixed), then each WAITING one is asked (RUNNING, then given its params), oldest first, so that
+    trial numbers follow the plan. A batch resumed is its RUNNING trials, run again, and its WAITING ones,
+    asked."""
     plan = study.user_attrs.get(PLAN)
-    if plan is None or len(trials) >= plan["first"] + len(plan["params"]):
-        unfinished = [t for t in trials if not t.state.is_finished()]
-        if unfinished:  # created by the plan, and then interrupted
-            return [frozen(study, study.ask(search.distributions)) if t.state == TrialState.WAITING else t
-                    for t in unfinished]
+    made = plan is None or len(trials) >= plan["first"] + len(plan["params"])
+    if made and all(t.state.is_finished() for t in trials):
         history = [t for t in trials if t.state.is_finished()]
         n = min(search.tune.parallel, search.tune.trials - complete)
         plan = {"first": len(trials), "params": propose(search, history, len(trials), n)}
         study.set_user_attr(PLAN, plan)
-    created = [t for t in trials if t.number >= plan["first"]]
-    study.sampler = optuna.samplers.RandomSampler(seed=0)  # the plan fixes every value: no TPE at ask
-    for values in plan["params"][len(created):]:
+    for values in plan["params"][len(trials) - plan["first"]:]:
         study.enqueue_trial(values)
-        created.append(frozen(study, study.ask(search.distributions)))
-    return [t for t in created if not t.state.is_finished()]
+    study.sampler = optuna.samplers.RandomSampler(seed=0)  # the plan fixes every value: no TPE at ask
+    trials = study.get_trials(deepcopy=False)
+    running = [given_params(study, t, search.distributions) for t in trials if t.state == TrialState.RUNNING]
+    return running + [frozen(study, study.ask(search.distributions)) for t in trials if t.state == TrialState.WAITING]
+
+
+def given_params(study: optuna.Study, running: FrozenTrial, distributions: dict[str, BaseDistribution]) -> FrozenTrial:
+    """A RUNNING trial with every param: one cut short between being asked and being given its params gets
+    them now, the plan's (fixed when it was enqueued), through the public suggest calls as ask makes them."""
+    if set(running.params) == set(distributions):
+        return running
+    asked = optuna.trial.Trial(study, running._trial_id)
+    for name, distribution in distributions.items():
+        if isinstance(distribution, CategoricalDistribution):
+            asked.suggest_categorical(name, distribution.choices)
+        elif isinstance(distribution, IntDistribution):
+            asked.suggest_int(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
+        else:
+            asked.suggest_float(name, distribution.low, distribution.high, step=distribution.step,
+                                log=distribution.log)
+    return frozen(study, asked)
 
 
 def propose(search: Search, history: Sequence[FrozenTrial], first: int, n: int) -> list[dict[str, Any]]:
