@@ -69,7 +69,7 @@ predict: $(STAMP)
 	python -m softmax_regression.commands.predict "$(INPUT)" --output "$(OUTPUT)" $(ARGS)
 
 # Every benchmark in one run: bench/results.json and docs/benchmarks.md, which says how long it took.
-# python bench/run.py --only PART runs parts (solvers, loop, tune, memory, ranks) without writing
+# python bench/run.py --only PART runs parts (limit, solvers, loop, tune, memory, ranks) without writing
 bench: $(STAMP)
 	python bench/run.py
 

@@ -6,6 +6,8 @@ import os
 import platform
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,6 +25,18 @@ def synthetic(n: int, seed: int = 0):
     X = torch.randn(n, FEATURES, generator=g)
     X += centres[y]
     return X, y
+
+
+def fastest(functions: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Each function's fastest of `repeats` runs, in interleaved rounds (each function once a round), so that
+    a busy spell on a shared machine slows all of them alike, and the minimum is each one's own cost."""
+    times: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - start)
+    return {name: min(t) for name, t in times.items()}
 
 
 def reset_peak_memory() -> None:

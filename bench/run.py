@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 
+import limit
 import loop
 import memory
 import ranks
@@ -27,7 +28,8 @@ import solvers
 import tune
 from common import ROOT, cpu_model
 
-PARTS = {"solvers": solvers, "loop": loop, "tune": tune, "memory": memory, "ranks": ranks}  # in the order they run
+PARTS = {"limit": limit, "solvers": solvers, "loop": loop, "tune": tune, "memory": memory,  # in the order they run
+         "ranks": ranks}
 RESULTS = ROOT / "bench" / "results.json"
 PAGE = ROOT / "docs" / "benchmarks.md"
 

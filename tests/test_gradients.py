@@ -7,26 +7,28 @@ import torch
 import torch.nn.functional as F
 
 from softmax_regression.training.gradients import manual_loss_and_gradients
-from softmax_regression.training.model import initial_weights, objective
+from softmax_regression.training.model import EVALUATION_BLOCK, initial_weights, objective
 
 
 def random_problem(n: int, d: int, k: int, seed: int, scale: float = 1.0):
+    """X (n, d), y (n,), Wᵀ (k, d) and b (k,) in float64."""
     g = torch.Generator().manual_seed(seed)
     X = scale * torch.randn(n, d, generator=g, dtype=torch.float64)
     y = torch.randint(0, k, (n,), generator=g)
-    W = torch.randn(d, k, generator=g, dtype=torch.float64)
+    Wt = torch.randn(k, d, generator=g, dtype=torch.float64)
     b = torch.randn(k, generator=g, dtype=torch.float64)
-    return X, y, W, b
+    return X, y, Wt, b
 
 
-def autograd_gradients(X, y, W, b, l2):
-    W, b = W.clone().requires_grad_(), b.clone().requires_grad_()
-    loss = objective(X, y, W, b, l2)
-    dW, db = torch.autograd.grad(loss, (W, b))
-    return loss.detach(), dW, db
+def autograd_gradients(X, y, Wt, b, l2):
+    Wt, b = Wt.clone().requires_grad_(), b.clone().requires_grad_()
+    loss = objective(X, y, Wt, b, l2)
+    dWt, db = torch.autograd.grad(loss, (Wt, b))
+    return loss.detach(), dWt, db
 
 
-@pytest.mark.parametrize("n,d,k,seed,l2", [(50, 3, 2, 0, 0.0), (200, 7, 5, 1, 0.01), (9, 20, 11, 2, 0.5)])
+@pytest.mark.parametrize("n,d,k,seed,l2", [(50, 3, 2, 0, 0.0), (200, 7, 5, 1, 0.01), (9, 20, 11, 2, 0.5),
+                                           (2 * EVALUATION_BLOCK + 123, 4, 3, 5, 0.01)])
 def test_manual_gradient_equals_autograd_on_random_data(n, d, k, seed, l2):
     X, y, W, b = random_problem(n, d, k, seed)
     loss, dW, db = manual_loss_and_gradients(X, y, W, b, l2)
@@ -40,9 +42,9 @@ def test_manual_gradient_equals_autograd_on_random_data(n, d, k, seed, l2):
 def test_manual_gradient_equals_autograd_on_iris(iris, l2):
     X, y = iris
     W, b = initial_weights(X.shape[1], 3, seed=0, dtype=torch.float64)
-    W, b = W + 0.3, b - 0.1  # away from the symmetric start, where gradients are special
-    loss, dW, db = manual_loss_and_gradients(X, y, W, b, l2)
-    ref_loss, ref_dW, ref_db = autograd_gradients(X, y, W, b, l2)
+    Wt, b = W.T.contiguous() + 0.3, b - 0.1  # away from the symmetric start, where gradients are special
+    loss, dW, db = manual_loss_and_gradients(X, y, Wt, b, l2)
+    ref_loss, ref_dW, ref_db = autograd_gradients(X, y, Wt, b, l2)
     torch.testing.assert_close(loss, ref_loss, rtol=0, atol=1e-10)
     torch.testing.assert_close(dW, ref_dW, rtol=0, atol=1e-10)
     torch.testing.assert_close(db, ref_db, rtol=0, atol=1e-10)
@@ -56,7 +58,7 @@ def test_objective_gradient_matches_finite_differences():
 
 def test_objective_matches_torch_cross_entropy_plus_penalty():
     X, y, W, b = random_problem(40, 5, 4, seed=4)
-    expected = F.cross_entropy(X @ W + b, y) + 0.3 * W.pow(2).sum()
+    expected = F.cross_entropy(X @ W.T + b, y) + 0.3 * W.pow(2).sum()
     torch.testing.assert_close(objective(X, y, W, b, 0.3), expected, rtol=0, atol=1e-12)
 
 
@@ -65,7 +67,7 @@ def test_objective_matches_torch_cross_entropy_plus_penalty():
 def test_huge_logits_give_finite_loss_and_gradients(dtype, sign):
     X = torch.tensor([[1.0], [-1.0], [0.5]], dtype=dtype)
     y = torch.tensor([0, 1, 1])
-    W = sign * torch.tensor([[1e4, -1e4]], dtype=dtype)  # logits of ±1e4
+    W = sign * torch.tensor([[1e4], [-1e4]], dtype=dtype)  # Wᵀ (2 classes, 1 feature): logits of ±1e4
     b = torch.zeros(2, dtype=dtype)
     loss, dW, db = manual_loss_and_gradients(X, y, W, b, l2=0.0)
     assert torch.isfinite(loss) and torch.isfinite(dW).all() and torch.isfinite(db).all()

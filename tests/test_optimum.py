@@ -35,7 +35,7 @@ def sklearn_objective(Z: np.ndarray, y: np.ndarray, l2: float) -> float:
         W, b = np.stack([-v / 2, v / 2], axis=1), np.array([-c / 2, c / 2])
     else:
         W, b = model.coef_.T, model.intercept_
-    return objective(torch.tensor(Z), torch.tensor(y), torch.tensor(W), torch.tensor(b), l2).item()
+    return objective(torch.tensor(Z), torch.tensor(y), torch.tensor(W.T.copy()), torch.tensor(b), l2).item()
 
 
 def our_objective(data: Dataset, l2: float, **changes) -> tuple[float, np.ndarray]:
@@ -43,7 +43,7 @@ def our_objective(data: Dataset, l2: float, **changes) -> tuple[float, np.ndarra
                             tol=1e-5) | changes))
     model, _, _ = train(data, p)
     Z = (data.X - model.mean) / model.scale  # float64, as scikit-learn sees it
-    J = objective(Z, data.y, model.W.double(), model.b.double(), l2).item()
+    J = objective(Z, data.y, model.W.double().T.contiguous(), model.b.double(), l2).item()
     return J, Z.numpy()
 
 

@@ -9,16 +9,22 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from softmax_regression.config import Impl, Optimizer, TrainParams, choices
+from softmax_regression.data.tables import ROW_GROUP
 from softmax_regression.errors import DataError, ParamError, TrainingDiverged
-from softmax_regression.training.dataset import Dataset
+from softmax_regression.files import write_json
+from softmax_regression.training.dataset import Dataset, read_dataset, read_scaling
 from softmax_regression.training.gradients import IMPLEMENTATIONS
 from softmax_regression.training.loop import device_for, progress_bar, train
-from softmax_regression.training.model import feature_scaling, initial_weights, objective
+from softmax_regression.training.model import initial_weights, objective, scaling_of, standardize
 from softmax_regression.training.optimizers import OPTIMIZERS, fit
+
+from conftest import write_table
 
 PAIRS = list(itertools.combinations(sorted(IMPLEMENTATIONS), 2))
 PAIR_IDS = [f"{a}-vs-{b}" for a, b in PAIRS]
@@ -73,7 +79,7 @@ def test_losses_are_the_objective_before_each_step_and_decrease(iris):
     X, y = iris
     W0, b0 = initial_weights(4, 3, 0, torch.float64)
     result = fit(X, y, W0, b0, params(lr=0.01, iterations=50))  # lr 0.1 oscillates on unscaled Iris
-    assert result.losses[0].item() == pytest.approx(objective(X, y, W0, b0, 0.01).item(), rel=1e-12)
+    assert result.losses[0].item() == pytest.approx(objective(X, y, W0.T.contiguous(), b0, 0.01).item(), rel=1e-12)
     assert len(result.losses) == 50 and not result.converged
     assert (result.losses[1:] < result.losses[:-1]).all(), "full-batch descent with a small step must descend"
 
@@ -128,13 +134,36 @@ def test_feature_scaling_matches_numpy_at_any_magnitude():
     g = torch.Generator().manual_seed(1)
     X = torch.randn(100, 3, generator=g, dtype=torch.float64) * torch.tensor([1.0, 1e150, 1e300], dtype=torch.float64) + 5
     X[:, 0] = 2.0  # a constant feature
-    mean, scale = feature_scaling(X)
+    mean, scale = scaling_of(X, standardize=True)
     unit = X.numpy() / abs(X.numpy()).max(axis=0)  # the reference, computed where it cannot overflow
     expected_std = unit.std(axis=0) * abs(X.numpy()).max(axis=0)
     torch.testing.assert_close(mean, torch.tensor(unit.mean(axis=0) * abs(X.numpy()).max(axis=0)))
     assert scale[0].item() == 1.0, "a constant feature is left unscaled"
     torch.testing.assert_close(scale[1:], torch.tensor(expected_std[1:]))
     assert torch.isfinite(mean).all() and torch.isfinite(scale).all()
+    assert [t.tolist() for t in scaling_of(X, standardize=False)] == [[0.0] * 3, [1.0] * 3]
+
+
+def test_a_split_file_read_streamed_gives_the_bits_of_the_rows_in_memory(tmp_path):
+    # More rows than a block, in row groups that do not line up with the blocks: the scaling and the scaled
+    # float32 features the train stage streams are those `train` computes from the whole float64 matrix.
+    rng = np.random.default_rng(4)
+    n = 2 * ROW_GROUP + 1234
+    table = pd.DataFrame({"a": rng.normal(size=n) * 1e3 + 7, "b": rng.exponential(size=n),
+                          "label": rng.integers(0, 3, n)})
+    write_table(table, tmp_path / "t.parquet", row_group=50_000)
+    write_json(tmp_path / "classes.json", {"label": "label", "classes": {"0": 0, "1": 1, "2": 2}})
+    rows = (1000, n - 10)
+    raw = read_dataset(tmp_path / "t.parquet", tmp_path / "classes.json", rows=rows)
+    scaling = read_scaling(tmp_path / "t.parquet", tmp_path / "classes.json", rows)
+    for ours, theirs in zip(scaling, scaling_of(raw.X, standardize=True), strict=True):
+        assert torch.equal(ours, theirs)
+    streamed = read_dataset(tmp_path / "t.parquet", tmp_path / "classes.json", rows=rows, dtype=torch.float32,
+                            scaling=scaling)
+    assert streamed.X.dtype == torch.float32 and torch.equal(streamed.y, raw.y)
+    assert torch.equal(streamed.X, standardize(raw.X, *scaling, torch.float32))
+    unscaled = read_dataset(tmp_path / "t.parquet", tmp_path / "classes.json", rows=rows, dtype=torch.float32)
+    assert torch.equal(unscaled.X, raw.X.float())
 
 
 def test_huge_features_train_when_standardised_and_are_named_when_not():
@@ -152,7 +181,9 @@ ANOTHER_CPU = {"float32": 1e-6, "float64": 1e-12}  # README, "Same bits": how fa
 EVERY_WAY = """
 import json, sys, torch
 from softmax_regression.config import Impl, Optimizer, TrainParams, choices
-from softmax_regression.training.dataset import Dataset
+from softmax_regression.data.tables import ROW_GROUP
+from softmax_regression.files import write_json
+from softmax_regression.training.dataset import Dataset, read_dataset, read_scaling
 from softmax_regression.training.loop import train
 X, y = torch.load(sys.argv[1])
 out = {"kernels": torch.backends.cpu.get_cpu_capability()}

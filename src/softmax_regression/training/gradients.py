@@ -16,30 +16,31 @@ from torch import Tensor
 
 from softmax_regression.config import Impl
 from softmax_regression.parallel.ranks import ONE, Ranks
-from softmax_regression.training.model import objective
+from softmax_regression.training.model import EVALUATION_BLOCK, objective
 
 
-def manual_loss_and_gradients(X: Tensor, y: Tensor, W: Tensor, b: Tensor, l2: float, n: float | None = None
+def manual_loss_and_gradients(X: Tensor, y: Tensor, Wt: Tensor, b: Tensor, l2: float, n: float | None = None
                               ) -> tuple[Tensor, Tensor, Tensor]:
-    """J and its gradients by hand. X (n, d), y (n,) class indices, W (d, k), b (k,).
+    """J and its gradients by hand. X (m, d), y (m,) class indices, Wᵀ (k, d), b (k,).
 
-    `n` divides the cross-entropy sum: the number of rows by default, a rank's share otherwise. The
-    logits are laid out transposed, (k, n), so that the reductions over the k classes of each row run
-    along contiguous memory: on large n that is most of the time an epoch spends outside the two matrix
-    products.
+    `n` divides the cross-entropy sum: the number of rows by default, a rank's share otherwise. A block of
+    rows at a time (EVALUATION_BLOCK), so that X's block is still in cache for the backward product; the
+    blocks' sums are added in row order, whatever the number of threads.
     """
     n = X.shape[0] if n is None else n
-    Lt = torch.addmm(b[:, None], W.T, X.T)  # logitsᵀ = WᵀXᵀ + b                    (k, n)
-    picked = Lt.gather(0, y[None]).sum()  # Σ_i logit_i,y_i
-    m = Lt.amax(dim=0)  # row maxima, for log-sum-exp                                (n,)
-    Pt = Lt.sub_(m).exp_()  # exp(logits − max), in place                          (k, n)
-    s = Pt.sum(dim=0)  # (n,)
-    loss = ((m + s.log()).sum() - picked) / n + l2 * (W * W).sum()  # mean(lse − logit_y) + l2·ΣW²
-    Pt /= s  # softmax P                                                           (k, n)
-    Pt.scatter_add_(0, y[None], torch.full((1, len(y)), -1.0, dtype=X.dtype, device=X.device))  # (P − Y)ᵀ
-    dW = torch.add((Pt @ X).T / n, W, alpha=2 * l2).contiguous()  # Xᵀ(P − Y)/n + 2·l2·W   (d, k)
-    db = Pt.sum(dim=1) / n  # dJ/db = Σ_i (P − Y)_i / n                              (k,)
-    return loss, dW, db
+    total, dWt, db = X.new_zeros(()), torch.zeros_like(Wt), torch.zeros_like(b)
+    minus_one = X.new_full((min(len(y), EVALUATION_BLOCK), 1), -1.0)
+    for Xb, yb in zip(X.split(EVALUATION_BLOCK), y[:, None].split(EVALUATION_BLOCK), strict=True):
+        L = F.linear(Xb, Wt, b)  # logits = Xb Wᵀ + b                                  (B, k)
+        m = L.amax(dim=1, keepdim=True)  # row maxima, for log-sum-exp                   (B, 1)
+        picked = L.sub_(m).gather(1, yb).sum()  # Σ_i (logit_i,y_i − max_i)
+        s = L.exp_().sum(dim=1, keepdim=True)  # exp(logits − max) in place; Σ_j        (B, 1)
+        total += s.log().sum() - picked  # Σ_i lse_i − logit_i,y_i
+        L.div_(s).scatter_add_(1, yb, minus_one[:len(yb)])  # softmax P, then P − Y, in place  (B, k)
+        dWt.addmm_(L.T, Xb)  # += (P − Y)ᵀ Xb                                          (k, d)
+        db += L.sum(dim=0)  # += Σ_i (P − Y)_i                                          (k,)
+    loss = total / n + l2 * (Wt * Wt).sum()  # mean(lse − logit_y) + l2·ΣW²
+    return loss, dWt.div_(n).add_(Wt, alpha=2 * l2), db.div_(n)  # ∂J/∂Wᵀ = (P − Y)ᵀX/n + 2·l2·Wᵀ, ∂J/∂b
 
 
 class GradientStep:
@@ -74,9 +75,13 @@ class Rows:
     def __init__(self, X: Tensor, y: Tensor, l2: float, ranks: Ranks, n: int | None) -> None:
         self.X, self.y, self.l2, self.ranks = X, y, l2, ranks
         self.n = X.shape[0] if n is None else n
+        self.evaluations = 0  # of J and ∇J over every row
 
     def batch(self, rows: Tensor | None) -> tuple[Tensor, Tensor]:
-        return (self.X, self.y) if rows is None else (self.X[rows], self.y[rows])
+        if rows is None:
+            self.evaluations += 1
+            return self.X, self.y
+        return self.X[rows], self.y[rows]
 
     def share(self, batch: int | None = None) -> float:
         """What this rank divides its cross-entropy sum by, so that the mean over ranks is J: batch / N."""
@@ -88,32 +93,29 @@ class Rows:
 
 
 class Manual(Rows):
-    """Forward pass, loss and gradients by hand; no autograd anywhere."""
+    """Forward pass, loss and gradients by hand; no autograd anywhere. W is held as Wᵀ (k, d), as
+    `torch.nn.Linear` holds it: the forward product X·Wᵀ and the backward one (P − Y)ᵀX are then each the
+    faster of their two orientations (Xᵀ(P − Y) is 5–10 times slower with MKL on AMD CPUs)."""
 
     def __init__(self, X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, l2: float, ranks: Ranks = ONE,
                  n: int | None = None) -> None:
         super().__init__(X, y, l2, ranks, n)
-        self.W, self.b = W0.clone(), b0.clone()
-        self.params = [self.W, self.b]
+        self.Wt, self.b = W0.T.contiguous(), b0.clone()
+        self.params = [self.Wt, self.b]
 
     def loss_and_grad(self, rows: Tensor | None = None, batch: int | None = None) -> Tensor:
         X, y = self.batch(rows)
-        loss, dW, db = manual_loss_and_gradients(X, y, self.W, self.b, self.l2, self.share(batch))
-        self.W.grad, self.b.grad = dW, db
-        self.ranks.mean_(loss, self.W.grad, self.b.grad)
+        loss, self.Wt.grad, self.b.grad = manual_loss_and_gradients(X, y, self.Wt, self.b, self.l2, self.share(batch))
+        self.ranks.mean_(loss, self.Wt.grad, self.b.grad)
         return loss
 
     def weights(self) -> tuple[Tensor, Tensor]:
-        return self.W, self.b
+        return self.Wt.T.contiguous(), self.b
 
 
 class Autograd(Rows):
-    """The same model and loss; gradients from `loss.backward()`, zeroed before each one.
-
-    W is held as Wᵀ (k, d), as `torch.nn.Linear` holds it. Then backward forms ∂J/∂Wᵀ as (P − Y)ᵀX, the
-    product the manual gradient computes; held as (d, k), autograd forms Xᵀ(P − Y) instead, which MKL
-    runs 10–30 times slower on AMD CPUs (about 3 s against 0.1 s at 10⁶ × 100 float32).
-    """
+    """The same model and loss (`model.objective`); gradients from `loss.backward()`, zeroed before each one.
+    W is held as Wᵀ (k, d), as in `Manual`: backward then forms ∂J/∂Wᵀ as (P − Y)ᵀX too."""
 
     def __init__(self, X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, l2: float, ranks: Ranks = ONE,
                  n: int | None = None) -> None:
@@ -126,7 +128,7 @@ class Autograd(Rows):
         X, y = self.batch(rows)
         for p in self.params:
             p.grad = None
-        loss = objective(X, y, self.Wt.T, self.b, self.l2, self.share(batch))
+        loss = objective(X, y, self.Wt, self.b, self.l2, self.share(batch))
         loss.backward()
         loss = loss.detach()
         self.ranks.mean_(loss, self.Wt.grad, self.b.grad)
@@ -136,33 +138,45 @@ class Autograd(Rows):
         return self.Wt.detach().T.contiguous(), self.b.detach()
 
 
+class SoftmaxRegressionNet(torch.nn.Module):
+    """`torch.nn.Linear` and `nn.functional.cross_entropy`: the cross-entropy sum over a batch, a block of rows
+    at a time (EVALUATION_BLOCK: the block stays in cache from the forward product to the backward one)."""
+
+    def __init__(self, d: int, k: int, dtype: torch.dtype, device: torch.device) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(d, k, dtype=dtype, device=device)
+
+    def forward(self, X: Tensor, y: Tensor) -> Tensor:
+        # Logits as (1, k, B), cross_entropy's K-dimensional form: its log-softmax then runs along contiguous
+        # memory, about twice as fast as on (B, k).
+        return sum(F.cross_entropy(self.linear(Xb).T[None], yb[None], reduction="sum")
+                   for Xb, yb in zip(X.split(EVALUATION_BLOCK), y.split(EVALUATION_BLOCK), strict=True))
+
+
 class NN(Rows):
-    """`torch.nn.Linear`, `nn.functional.cross_entropy` on logits, and `torch.optim.SGD`; on several ranks
-    the module is wrapped in `DistributedDataParallel`, which averages the gradients in `backward()`."""
+    """`SoftmaxRegressionNet` and `torch.optim.SGD`; on several ranks the module is wrapped in
+    `DistributedDataParallel`, which averages the gradients in `backward()`."""
 
     def __init__(self, X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, l2: float, ranks: Ranks = ONE,
                  n: int | None = None) -> None:
         super().__init__(X, y, l2, ranks, n)
-        self.linear = torch.nn.Linear(W0.shape[0], W0.shape[1], dtype=W0.dtype, device=W0.device)
+        self.net = SoftmaxRegressionNet(W0.shape[0], W0.shape[1], W0.dtype, W0.device)
+        self.linear = self.net.linear
         with torch.no_grad():  # nn.Linear stores Wᵀ (k, d)
             self.linear.weight.copy_(W0.T)
             self.linear.bias.copy_(b0)
         self.params = list(self.linear.parameters())
-        self.module = self.linear
+        self.module = self.net
         if ranks.size > 1:
             from torch.nn.parallel import DistributedDataParallel
 
             with ranks.collective():  # it broadcasts rank 0's parameters
-                self.module = DistributedDataParallel(self.linear)
+                self.module = DistributedDataParallel(self.net)
 
     def loss_and_grad(self, rows: Tensor | None = None, batch: int | None = None) -> Tensor:
         X, y = self.batch(rows)
-        self.linear.zero_grad()
-        # Logits as (1, k, m), cross_entropy's K-dimensional form: its log-softmax then runs along
-        # contiguous memory, about twice as fast on large m as on (m, k).
-        logits = self.module(X).T[None]
-        loss = (F.cross_entropy(logits, y[None], reduction="sum") / self.share(batch)
-                + self.l2 * self.linear.weight.pow(2).sum())
+        self.net.zero_grad()
+        loss = self.module(X, y) / self.share(batch) + self.l2 * self.linear.weight.pow(2).sum()
         with self.ranks.collective():
             loss.backward()  # DistributedDataParallel averages the gradients over the ranks here
         loss = loss.detach()

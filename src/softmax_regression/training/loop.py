@@ -6,7 +6,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -20,14 +20,16 @@ from softmax_regression.data.tables import parquet_rows
 from softmax_regression.errors import DataError, ParamError
 from softmax_regression.parallel.launch import launch
 from softmax_regression.parallel.ranks import ONE, Ranks
-from softmax_regression.training.dataset import Dataset, read_dataset
+from softmax_regression.training.dataset import Dataset, read_dataset, read_scaling
 from softmax_regression.training.metrics import correct, negative_log_likelihood
 from softmax_regression.training.model import (
+    BLOCK,
     Model,
-    feature_scaling,
     initial_weights,
+    log_softmax,
+    no_scaling,
     objective_on_ranks,
-    predict_proba,
+    scaling_of,
     standardize,
 )
 from softmax_regression.training.optimizers import Fit, fit
@@ -121,15 +123,22 @@ def train_shard(ranks: Ranks, params: TrainParams, train_file: str | Path, val_f
                 classes_file: str | Path, show_progress: bool = True) -> Trained:
     """One rank's part of training: read its shard of the train and validation rows, train, measure.
 
-    What `launch.launch` runs on every rank; with one rank the shard is every row. The leader shows the
-    progress line on a terminal, unless `show_progress` is false.
+    What `launch.launch` runs on every rank; with one rank the shard is every row. The rows are read
+    straight into the training dtype, scaled as they come when params.standardize is set (the scaling from
+    a first pass over the train rows), so that the peak is the matrix in that dtype and a few blocks. The
+    leader shows the progress line on a terminal, unless `show_progress` is false.
     """
     n, n_val = parquet_rows(train_file), parquet_rows(val_file)
-    data = read_dataset(train_file, classes_file, rows=ranks.shard(n))
-    val = read_dataset(val_file, classes_file, features=data.features, rows=ranks.shard(n_val)) if n_val else None
+    dtype, rows = DTYPES[params.dtype], ranks.shard(n)
+    scaling = read_scaling(train_file, classes_file, rows, ranks) if params.standardize else None
+    data = read_dataset(train_file, classes_file, rows=rows, dtype=dtype, scaling=scaling)
+    val = (read_dataset(val_file, classes_file, features=data.features, rows=ranks.shard(n_val), dtype=dtype,
+                        scaling=scaling) if n_val else None)
     with progress_bar(params.iterations, enabled=ranks.leader and show_progress) as bar:
         start = time.perf_counter()
-        model, result, curves = train(data, params, val, bar.show, ranks)
+        with deterministic():
+            model, result, curves = train_inputs(data, scaling or no_scaling(len(data.features)), params, val,
+                                                 bar.show, ranks)
         seconds = time.perf_counter() - start - result.setup_seconds
     metrics = train_metrics(model, data, params.l2, ranks)
     metrics |= {"iterations_run": len(result.losses), "converged": int(result.converged)}
@@ -139,16 +148,18 @@ def train_shard(ranks: Ranks, params: TrainParams, train_file: str | Path, val_f
 def train(data: Dataset, params: TrainParams, val: Dataset | None = None,
           progress: Callable[[int, float], None] | None = None, ranks: Ranks = ONE
           ) -> tuple[Model, Fit, Curves]:
-    """Fit with params.impl and params.optimizer from the seeded initial weights. On several ranks, `data`
-    and `val` are this rank's shards, and every collective below runs on all of them.
+    """Fit with params.impl and params.optimizer from the seeded initial weights, on raw features in memory.
+    On several ranks, `data` and `val` are this rank's shards, and every collective below runs on all of them.
 
-    The data moves to the device once, in the training dtype, standardised (with train-set statistics)
-    when params.standardize is set. With params.eval_every, the log-loss on the training rows, and on
-    the validation rows `val` when given, is recorded along the way; `progress(iteration, loss)` is told
-    of every iteration.
+    The features are standardised with the train rows' statistics when params.standardize is set, in the
+    training dtype (X itself when that changes nothing). With params.eval_every, the log-loss on the training
+    rows, and on the validation rows `val` when given, is recorded along the way; `progress(iteration, loss)`
+    is told of every iteration.
     """
     with deterministic():
-        return _train(data, params, val, progress, ranks)
+        scaling, dtype = scaling_of(data.X, params.standardize, ranks), DTYPES[params.dtype]
+        inputs = [None if d is None else replace(d, X=standardize(d.X, *scaling, dtype)) for d in (data, val)]
+        return train_inputs(inputs[0], scaling, params, inputs[1], progress, ranks)
 
 
 @contextmanager
@@ -164,26 +175,22 @@ def deterministic() -> Iterator[None]:
         torch.set_deterministic_debug_mode(previous)
 
 
-def _train(data: Dataset, params: TrainParams, val: Dataset | None, progress: Callable[[int, float], None] | None,
-           ranks: Ranks) -> tuple[Model, Fit, Curves]:
-    device, dtype = device_for(params.device, ranks.local_rank), DTYPES[params.dtype]
+def train_inputs(data: Dataset, scaling: tuple[Tensor, Tensor], params: TrainParams, val: Dataset | None = None,
+                 progress: Callable[[int, float], None] | None = None, ranks: Ranks = ONE
+                 ) -> tuple[Model, Fit, Curves]:
+    """`train` on the model's inputs: `data` and `val` hold features already scaled by `scaling` (mean,
+    scale) and in the training dtype."""
+    device = device_for(params.device, ranks.local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)  # this rank's GPU, for nccl and DistributedDataParallel
-    d = data.X.shape[1]
-    if params.standardize:
-        mean, scale = feature_scaling(data.X, ranks)
-    else:
-        mean, scale = torch.zeros(d, dtype=torch.float64), torch.ones(d, dtype=torch.float64)
-    X = standardize(data.X, mean, scale, dtype)
-    _check_representable(X, data.features, params.dtype)
-    X, y = X.to(device), data.y.to(device)
+    _check_representable(data.X, data.features, params.dtype)
+    X, y = data.X.to(device), data.y.to(device)
     curves = Curves()
     watch = []
     if params.eval_every:
         watch = [(X, y, ranks.total(len(y)))]
         if val is not None:
-            Xv, yv = standardize(val.X, mean, scale, dtype).to(device), val.y.to(device)
-            watch.append((Xv, yv, ranks.total(len(yv))))
+            watch.append((val.X.to(device), val.y.to(device), ranks.total(len(val.y))))
 
     def record(W: Tensor, b: Tensor, t: int) -> None:  # the mean cross-entropy: J without the penalty
         curves.add(t, *(objective_on_ranks(Xw, yw, W, b, 0.0, n, ranks).item() for Xw, yw, n in watch))
@@ -195,20 +202,24 @@ def _train(data: Dataset, params: TrainParams, val: Dataset | None, progress: Ca
             record(*weights(), t)
         return False
 
-    W0, b0 = initial_weights(d, len(data.classes), params.seed, dtype)
+    W0, b0 = initial_weights(X.shape[1], len(data.classes), params.seed, X.dtype)
     result = fit(X, y, W0.to(device), b0.to(device), params, callback=monitor, ranks=ranks)
     if watch:
         record(result.W.to(device), result.b.to(device), len(result.losses))  # the final weights
-    return Model(result.W, result.b, data.features, data.classes, mean, scale), result, curves
+    return Model(result.W, result.b, data.features, data.classes, *scaling), result, curves
 
 
-def train_metrics(model: Model, data: Dataset, l2: float, ranks: Ranks = ONE) -> dict[str, float]:
-    """The final objective and the fit on the training rows (of every rank)."""
-    n = ranks.total(len(data.y))
+def train_metrics(model: Model, inputs: Dataset, l2: float, ranks: Ranks = ONE) -> dict[str, float]:
+    """The final objective and the fit on the training rows (of every rank), from the model's inputs (the
+    scaled features), a block of rows at a time."""
+    n = ranks.total(len(inputs.y))
+    W, b = model.W.to(inputs.X.device), model.b.to(inputs.X.device)
+    loss = objective_on_ranks(inputs.X, inputs.y, W, b, l2, n, ranks)
+    sums = torch.zeros(2, dtype=torch.float64)
     with torch.no_grad():
-        P = predict_proba(model, data.X)
-    loss = objective_on_ranks(model.inputs(data.X), data.y, model.W, model.b, l2, n, ranks)
-    sums = torch.tensor([correct(P, data.y), negative_log_likelihood(P, data.y)], dtype=torch.float64)
+        for Z, y in zip(inputs.X.split(BLOCK), inputs.y.split(BLOCK), strict=True):
+            P = log_softmax(Z @ W + b).exp()
+            sums += torch.tensor([correct(P, y), negative_log_likelihood(P, y)], dtype=torch.float64)
     ranks.sum_(sums)
     return {"train_loss_final": loss.item(), "train_log_loss": sums[1].item() / n,
             "train_accuracy": sums[0].item() / n}

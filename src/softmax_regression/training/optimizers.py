@@ -28,6 +28,7 @@ class Fit:
     converged: bool  # stopped on train.tol before train.iterations
     seconds: float = 0.0  # wall time of the iterations, set-up excluded
     setup_seconds: float = 0.0  # making the implementation and its step rule (`step_rule`)
+    evaluations: int = 0  # of J and ∇J over every row (gd and lbfgs; sgd evaluates mini-batches)
 
 
 Record = Callable[[int, Tensor], None]
@@ -81,6 +82,29 @@ LBFGS_TOLERANCE_CHANGE = 1e-9
 RESOLUTION = 32  # ulps of J a step must be predicted to gain; J's rounding error reaches ~10 on Iris
 
 
+class LastEvaluation:
+    """The closure torch.optim.LBFGS calls: `impl.loss_and_grad`, except at the point it evaluated last, where J
+    and the gradients of that evaluation serve again. LBFGS evaluates J at the start of each step() although
+    its line search has just evaluated that very point: without this, every iteration would cost one
+    evaluation more. On several ranks every rank holds the same weights, so all make the same choice."""
+
+    def __init__(self, impl: Implementation) -> None:
+        self.impl = impl
+        self.point: list[Tensor] | None = None
+        self.grads: list[Tensor] = []
+        self.loss: Tensor | None = None
+
+    def __call__(self) -> Tensor:
+        params = self.impl.params
+        if self.point is not None and all(torch.equal(p, q) for p, q in zip(params, self.point, strict=True)):
+            for p, grad in zip(params, self.grads, strict=True):
+                p.grad = grad
+            return self.loss
+        self.loss = self.impl.loss_and_grad()
+        self.point, self.grads = [p.detach().clone() for p in params], [p.grad for p in params]
+        return self.loss
+
+
 def lbfgs(impl: Implementation, p: TrainParams, optimizer: torch.optim.LBFGS, record: Record) -> bool:
     """torch.optim.LBFGS with a strong-Wolfe line search (`step_rule`), one of its iterations per train iteration.
 
@@ -98,11 +122,12 @@ def lbfgs(impl: Implementation, p: TrainParams, optimizer: torch.optim.LBFGS, re
     state = optimizer.state[group["params"][0]]
     ulp = torch.finfo(impl.params[0].dtype).eps
     previous = math.inf
+    closure = LastEvaluation(impl)
     for t in range(p.iterations):
         # LBFGS does not step when −∇J·d <= tolerance_change; J from the last iteration sets the scale.
         group["tolerance_change"] = 0.0 if t == 0 else RESOLUTION * ulp * abs(previous)
         evaluations = state.get("func_evals", 0)
-        loss = optimizer.step(impl.loss_and_grad)
+        loss = optimizer.step(closure)
         record(t, loss)
         if state["func_evals"] == evaluations + 1:  # no line search: the weights did not move
             return True
@@ -154,7 +179,7 @@ def fit(X: Tensor, y: Tensor, W0: Tensor, b0: Tensor, params: TrainParams,
                                f"try a smaller train.lr")
     seconds = time.perf_counter() - start
     return Fit(W.cpu(), b.cpu(), torch.tensor(losses, dtype=torch.float64), converged, seconds,
-               start - setting_up)
+               start - setting_up, impl.evaluations)
 
 
 def _max_gradient(impl: Implementation) -> float:
