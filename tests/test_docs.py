@@ -64,6 +64,8 @@ def test_the_readmes_make_run_output_is_what_the_committed_pipeline_prints():
     text = (ROOT / "README.md").read_text()
     train = json.loads((ROOT / "metrics/train.json").read_text())
     evaluation = json.loads((ROOT / "metrics/eval.json").read_text())
+    run = json.loads((ROOT / "models/mlflow_run.json").read_text())["run_id"]
+    assert text.count(f"MLflow run {run[:7]}…") == 2, "the README's run id is not the committed run's"
     assert (f"train accuracy {train['train_accuracy']:.4f}, final loss {train['train_loss_final']:.6f}") in text
     assert (f"evaluate: validation accuracy {evaluation['val_accuracy']:.4f}, log-loss {evaluation['val_log_loss']:.4f}; "
             f"test accuracy {evaluation['test_accuracy']:.4f}, log-loss {evaluation['test_log_loss']:.4f}") in text

@@ -8,6 +8,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from softmax_regression.data import tables
 from softmax_regression.data.tables import Moments, moments, parquet_rows, read_matrix, row_blocks
 from softmax_regression.errors import DataError
 
@@ -37,19 +38,22 @@ def test_read_matrix_picks_and_orders_the_columns_asked_for(tmp_path):
         read_matrix(path, "label", ["a", "z"])
 
 
-def test_row_blocks_start_at_the_first_row_asked_for_whatever_the_row_groups(tmp_path):
-    table = pd.DataFrame({"a": np.arange(95.0), "label": np.arange(95) % 3})
+@pytest.mark.parametrize("tile", [3, 4_096])  # tiles across the row groups' and the blocks' edges, and whole groups
+def test_row_blocks_start_at_the_first_row_asked_for_whatever_the_row_groups(tmp_path, monkeypatch, tile):
+    monkeypatch.setattr(tables, "TILE", tile)
+    table = pd.DataFrame({"a": np.arange(95.0), "b": -np.arange(95.0), "label": np.arange(95) % 3})
     path = write_table(table, tmp_path / "t.parquet", row_group=10)
     blocks = list(row_blocks(path, "label", rows=(3, 95), size=7))
     assert [len(y) for _, y in blocks] == [7] * 13 + [1]
-    np.testing.assert_array_equal(np.concatenate([X for X, _ in blocks])[:, 0], np.arange(3.0, 95.0))
-    assert all(X.flags.c_contiguous and X.dtype == np.float64 for X, _ in blocks)
+    np.testing.assert_array_equal(np.concatenate([X for X, _ in blocks]), table[["a", "b"]].to_numpy()[3:])
+    np.testing.assert_array_equal(np.concatenate([y for _, y in blocks]), np.arange(3, 95) % 3)
+    assert all(X.flags.c_contiguous and X.dtype == np.float64 and y.dtype == np.int64 for X, y in blocks)
 
 
-def test_read_matrix_reads_into_the_dtype_through_the_transform(tmp_path):
-    table = pd.DataFrame({"a": np.arange(25.0) * 1e10, "label": np.arange(25) % 2})
+def test_read_matrix_scales_in_float64_then_stores_in_the_dtype(tmp_path):
+    table = pd.DataFrame({"a": np.arange(25.0) * 1e10 + 3e10, "label": np.arange(25) % 2})
     path = write_table(table, tmp_path / "t.parquet", row_group=10)
-    _, X, _ = read_matrix(path, "label", dtype=np.float32, transform=lambda B: (B / 1e10).astype(np.float32))
+    _, X, _ = read_matrix(path, "label", dtype=np.float32, scaling=(np.array([3e10]), np.array([1e10])))
     assert X.dtype == np.float32
     np.testing.assert_array_equal(X[:, 0], np.arange(25.0, dtype=np.float32))
 

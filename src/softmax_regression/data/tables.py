@@ -3,7 +3,7 @@ arrays a row group at a time."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,36 +25,41 @@ def row_blocks(path: str | Path, label: str, features: list[str] | None = None, 
     """A split file's rows [start, stop) (default: all) in blocks of `size` rows from the start (the last one
     shorter): X (r, d) float64 from the feature columns (default: every column but the label) and y (r,) int64.
 
-    Only the row groups that hold the rows are read, one at a time: the peak is a row group and a block."""
+    Only the row groups that hold the rows are read, one at a time, and moved into the blocks a tile at a
+    time: the peak is a row group and a block."""
     with pq.ParquetFile(path) as f:
         features = columns_of(f, path, label, features)
         start, stop = (0, f.metadata.num_rows) if rows is None else rows
-        pending: list[tuple[np.ndarray, np.ndarray]] = []
-        offset = 0  # the group's first row in the file
-        for g in range(f.num_row_groups):
-            count = f.metadata.row_group(g).num_rows
-            lo, hi = max(start, offset), min(stop, offset + count)
-            offset += count
-            if lo >= hi:
-                continue
-            group = f.read_row_group(g, columns=[*features, label]).slice(lo - (offset - count), hi - lo)
-            columns = np.empty((len(features), hi - lo))  # filled a column at a time: contiguous writes
-            for j, name in enumerate(features):
-                columns[j] = group.column(name).to_numpy()
-            pending.append((columns.T.copy(), group.column(label).to_numpy().astype(np.int64)))  # one transposing copy
-            while sum(len(y) for _, y in pending) >= size:
-                block, pending = _take(pending, size)
-                yield block
-        if pending:
-            yield _take(pending, sum(len(y) for _, y in pending))[0]
+        tiles, pending = _tiles(f, features, label, start, stop), None
+        for lo in range(start, stop, size):
+            X, y = np.empty((min(size, stop - lo), len(features))), np.empty(min(size, stop - lo), dtype=np.int64)
+            filled = 0
+            while filled < len(y):
+                columns, labels = pending or next(tiles)
+                take = min(len(y) - filled, len(labels))
+                X[filled:filled + take], y[filled:filled + take] = columns[:, :take].T, labels[:take]
+                pending = (columns[:, take:], labels[take:]) if take < len(labels) else None
+                filled += take
+            yield X, y
 
 
-def _take(pending: list[tuple[np.ndarray, np.ndarray]], size: int) -> tuple[tuple[np.ndarray, np.ndarray], list]:
-    """The first `size` rows of the pending pieces, and the pieces left."""
-    if len(pending[0][1]) == size:
-        return pending[0], pending[1:]
-    X, y = np.concatenate([X for X, _ in pending]), np.concatenate([y for _, y in pending])
-    return (X[:size], y[:size]), [(X[size:], y[size:])] if len(y) > size else []
+TILE = 4_096  # rows at a time from a row group into a block: the transposing copy of a tile stays in cache
+
+
+def _tiles(f: pq.ParquetFile, features: list[str], label: str, start: int, stop: int
+           ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Rows [start, stop) as the features (d, t) and the labels (t,), t ≤ TILE rows at a time, reading one
+    row group at a time."""
+    offset = 0  # the group's first row in the file
+    for g in range(f.num_row_groups):
+        count = f.metadata.row_group(g).num_rows
+        lo, hi = max(start, offset), min(stop, offset + count)
+        if lo < hi:
+            group = f.read_row_group(g, columns=[*features, label]).slice(lo - offset, hi - lo)
+            for at in range(0, hi - lo, TILE):
+                part = group.slice(at, TILE)
+                yield np.stack([part.column(name).to_numpy() for name in features]), part.column(label).to_numpy()
+        offset += count
 
 
 def columns_of(f: pq.ParquetFile, path: str | Path, label: str, features: list[str] | None) -> list[str]:
@@ -68,18 +73,22 @@ def columns_of(f: pq.ParquetFile, path: str | Path, label: str, features: list[s
 
 
 def read_matrix(path: str | Path, label: str, features: list[str] | None = None, rows: tuple[int, int] | None = None,
-                dtype: type = np.float64, transform: Callable[[np.ndarray], np.ndarray] | None = None
+                dtype: type = np.float64, scaling: tuple[np.ndarray, np.ndarray] | None = None
                 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(features, X, y) of a split file: X (m, d) in `dtype` from the feature columns (default: every column but
-    the label), each block `transform`ed from float64 first if given (a standardisation), and y (m,) int64, for
-    rows [start, stop) (default: all). The peak is X plus a row group and a block."""
+    the label), and y (m,) int64, for rows [start, stop) (default: all). With `scaling` (mean, scale), X is
+    (x − mean) / scale, computed in float64 a block at a time. The peak is X plus a row group and a block."""
     with pq.ParquetFile(path) as f:
         features = columns_of(f, path, label, features)
         start, stop = (0, f.metadata.num_rows) if rows is None else rows
     X, y = np.empty((stop - start, len(features)), dtype=dtype), np.empty(stop - start, dtype=np.int64)
     at = 0
     for Xb, yb in row_blocks(path, label, features, (start, stop)):
-        X[at:at + len(yb)] = transform(Xb) if transform else Xb
+        if scaling is not None:  # in place: the block is a copy of its own
+            np.subtract(Xb, scaling[0], out=Xb)
+            np.divide(Xb, scaling[1], out=Xb)
+        with np.errstate(over="ignore"):  # too large for float32 is inf, which the trainer names
+            X[at:at + len(yb)] = Xb
         y[at:at + len(yb)] = yb
         at += len(yb)
     return features, X, y
@@ -98,11 +107,13 @@ class Moments:
     @staticmethod
     def of(X: np.ndarray) -> Moments:
         """A block's, X (r, d), computed in float64 in two passes (the mean, then the deviations from it)."""
+        if not len(X):
+            return Moments(0, np.zeros(X.shape[1]), np.zeros(X.shape[1]), np.zeros(X.shape[1]))
         X = X.astype(np.float64, copy=False)
-        size = np.abs(X).max(axis=0) if len(X) else np.zeros(X.shape[1])
-        V = X / np.where(size > 0, size, 1.0)
-        mean = V.mean(axis=0) if len(X) else np.zeros(X.shape[1])
-        return Moments(len(X), size, mean, np.square(V - mean).sum(axis=0))
+        size = np.maximum(X.max(axis=0), -X.min(axis=0))  # max |x|, with no |X| the size of X
+        V = X / np.where(size > 0, size, 1.0)  # the one copy of the block: the rest is in place
+        mean = V.mean(axis=0)
+        return Moments(len(X), size, mean, np.square(np.subtract(V, mean, out=V), out=V).sum(axis=0))
 
     def on(self, size: np.ndarray) -> Moments:
         """The same moments on a scale `size` at least as large (Chan et al.'s, rescaled)."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -37,8 +36,8 @@ def read_dataset(table: str | Path, classes_file: str | Path, features: list[str
     meta = read_json(classes_file)
     label, classes = meta["label"], sorted(meta["classes"], key=meta["classes"].get)
     target = torch.empty((), dtype=dtype).numpy().dtype
-    transform = None if scaling is None and target == np.float64 else _transform(target, scaling)
-    features, X, y = read_matrix(table, label, features, rows, dtype=target, transform=transform)
+    features, X, y = read_matrix(table, label, features, rows, dtype=target,
+                                 scaling=None if scaling is None else (scaling[0].numpy(), scaling[1].numpy()))
     return Dataset(torch.from_numpy(X), torch.from_numpy(y), features, classes, label)
 
 
@@ -48,12 +47,3 @@ def read_scaling(table: str | Path, classes_file: str | Path, rows: tuple[int, i
     holds a block at a time: the same bits as `model.scaling_of` of the rows in memory."""
     label = read_json(classes_file)["label"]
     return feature_scaling(moments(X for X, _ in row_blocks(table, label, rows=rows)), ranks)
-
-
-def _transform(target: np.dtype, scaling: tuple[Tensor, Tensor] | None):
-    mean, scale = (None, None) if scaling is None else (scaling[0].numpy(), scaling[1].numpy())
-
-    def transform(block: np.ndarray) -> np.ndarray:
-        with np.errstate(over="ignore"):  # too large for float32 is inf, which the trainer names
-            return (block if mean is None else (block - mean) / scale).astype(target)
-    return transform
