@@ -73,7 +73,9 @@ def test_huge_logits_give_finite_loss_and_gradients(dtype, sign):
     assert torch.isfinite(loss) and torch.isfinite(dW).all() and torch.isfinite(db).all()
     ref_loss, ref_dW, ref_db = autograd_gradients(X, y, W, b, 0.0)
     assert torch.isfinite(ref_loss) and torch.isfinite(ref_dW).all()
+    torch.testing.assert_close(loss, ref_loss)
     torch.testing.assert_close(dW, ref_dW)
+    torch.testing.assert_close(db, ref_db)
     # With sign = +1 rows 1 and 2 are right by a margin of 2e4 (loss ~0) and row 3 (logits 5e3, -5e3,
     # class 1) is wrong by 1e4, which is then its loss: the mean is 1e4 / 3, not inf.
     if sign > 0:

@@ -242,4 +242,3 @@ def _type_name(hint: Any) -> str:
 def _require(ok: bool, key: str, allowed: str, got: Any) -> None:
     if not ok:
         raise ParamError(f"{key} must be {allowed}, got {got!r}")
-

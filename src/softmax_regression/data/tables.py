@@ -1,5 +1,5 @@
-"""Parquet tables on disk, in row groups of ROW_GROUP rows that a rank can read alone, read back as numpy
-arrays a row group at a time."""
+"""Parquet tables on disk, in row groups of at most ROW_GROUP rows that a rank can read alone, read back
+as numpy arrays a row group at a time."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 
 from softmax_regression.errors import DataError
 
-ROW_GROUP = 65_536  # rows per Parquet row group: a rank reads the groups its shard overlaps, not the file
+ROW_GROUP = 65_536  # rows per Parquet row group at most: a rank reads the groups its shard overlaps, not the file
 
 
 def parquet_rows(path: str | Path) -> int:

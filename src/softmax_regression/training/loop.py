@@ -101,7 +101,7 @@ class Trained:
     fit: Fit
     curves: Curves
     metrics: dict[str, float]  # train_metrics, the iterations run and whether train.tol stopped them
-    seconds: float  # training time (scaling and iterations): reading the data, starting processes and
+    seconds: float  # training time (the iterations): reading and scaling the data, starting processes and
     #                 setting up the optimizer (`Fit.setup_seconds`) excluded
 
     def summary(self, params: TrainParams) -> str:

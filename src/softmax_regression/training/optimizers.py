@@ -136,6 +136,7 @@ def lbfgs(impl: Implementation, p: TrainParams, optimizer: torch.optim.LBFGS, re
         previous = loss.item()
     return False
 
+
 OPTIMIZERS: dict[Optimizer, Callable[[Implementation, TrainParams, Rule, Record], bool]] = {
     "gd": gradient_descent, "lbfgs": lbfgs, "sgd": stochastic_gradient_descent}
 
