@@ -61,6 +61,31 @@ def test_lbfgs_in_float32_stops_where_j_stops_resolving_and_the_implementations_
     assert_pair_agrees(fits, a, b, atol=1e-5)  # went on, the weights would wander apart by ~1e-3
 
 
+def test_lbfgs_tries_scipys_first_step_and_then_evaluates_once_an_iteration(monkeypatch):
+    """The first trial point is (W, b) − ∇J/‖∇J‖₂, as scipy's L-BFGS-B tries; after it, a line search
+    mostly takes its first step, and no point is evaluated twice."""
+    g = torch.Generator().manual_seed(7)
+    y = torch.randint(0, 4, (2000,), generator=g)
+    X = torch.randn(2000, 6, generator=g, dtype=torch.float64) + torch.randn(4, 6, generator=g, dtype=torch.float64)[y]
+    W0, b0 = initial_weights(6, 4, 3, torch.float64)
+    manual = IMPLEMENTATIONS["manual"]
+    start = manual(X, y, W0, b0, 0.003)
+    start.loss_and_grad()
+    gradient = torch.cat([start.Wt.grad.T.flatten(), start.b.grad])
+    tried = []
+    evaluate = manual.loss_and_grad
+
+    def recording(self, *args):
+        tried.append(torch.cat([self.Wt.T.flatten(), self.b]).clone())
+        return evaluate(self, *args)
+
+    monkeypatch.setattr(manual, "loss_and_grad", recording)
+    result = fit(X, y, W0, b0, params(optimizer="lbfgs", iterations=50, l2=0.003, tol=1e-9))
+    torch.testing.assert_close(tried[1], tried[0] - gradient / gradient.norm(), rtol=0, atol=1e-12)
+    assert result.converged and result.evaluations == len(tried) <= len(result.losses) + 2, len(result.losses)
+    assert len({tuple(point.tolist()) for point in tried}) == len(tried), "a point evaluated twice"
+
+
 @pytest.mark.parametrize("optimizer,changes,atol", [
     ("gd", dict(lr=0.5, momentum=0.9, iterations=100), 1e-10),
     ("sgd", dict(lr=0.2, batch_size=37, momentum=0.5, iterations=20), 1e-10),

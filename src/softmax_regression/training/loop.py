@@ -226,7 +226,10 @@ def train_metrics(model: Model, inputs: Dataset, l2: float, ranks: Ranks = ONE) 
 
 
 def _check_representable(X: torch.Tensor, features: list[str], dtype: str) -> None:
-    # An inf or NaN makes its column's sum non-finite; only such columns get the (slow) elementwise check.
+    # An inf or NaN makes the sum of its column, and of X, non-finite: one read of X when all is well, then
+    # the columns' sums, and the (slow) elementwise check of the suspect columns alone.
+    if torch.isfinite(X.sum()):
+        return
     suspects = (~torch.isfinite(X.sum(dim=0))).nonzero().flatten().tolist()
     bad = [j for j in suspects if not torch.isfinite(X[:, j]).all()]
     if bad:

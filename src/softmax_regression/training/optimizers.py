@@ -126,6 +126,7 @@ def lbfgs(impl: Implementation, p: TrainParams, optimizer: torch.optim.LBFGS, re
     for t in range(p.iterations):
         # LBFGS does not step when −∇J·d <= tolerance_change; J from the last iteration sets the scale.
         group["tolerance_change"] = 0.0 if t == 0 else RESOLUTION * ulp * abs(previous)
+        group["lr"] = _first_step(closure) if t == 0 else 1.0
         evaluations = state.get("func_evals", 0)
         loss = optimizer.step(closure)
         record(t, loss)
@@ -135,6 +136,17 @@ def lbfgs(impl: Implementation, p: TrainParams, optimizer: torch.optim.LBFGS, re
             return True
         previous = loss.item()
     return False
+
+
+def _first_step(closure: LastEvaluation) -> float:
+    """The lr that makes LBFGS's first trial step along −∇J 1/‖∇J‖₂ long, as scipy's L-BFGS-B takes it. torch's
+    own, min(1, 1/‖∇J‖₁), can be √(number of weights) times shorter, and its line search then spends
+    evaluations growing it. The closure's evaluation serves the step again (`LastEvaluation`)."""
+    closure()
+    grads = [q.grad for q in closure.impl.params]
+    l1 = sum(g.abs().sum() for g in grads).item()
+    l2 = math.sqrt(sum((g * g).sum() for g in grads).item())
+    return 1.0 if l2 == 0.0 else (1.0 / l2) / min(1.0, 1.0 / l1)  # LBFGS's first step is lr·min(1, 1/‖∇J‖₁)
 
 
 OPTIMIZERS: dict[Optimizer, Callable[[Implementation, TrainParams, Rule, Record], bool]] = {
