@@ -37,10 +37,10 @@ from conftest import IRIS, copy_repo, live_processes, mlflow_runs, run, tool_env
 CPU = torch.device("cpu")
 # lbfgs in the default float32 and in float64. In float32 it stops once a step's predicted gain is below
 # J's rounding (optimizers.lbfgs): iterating past that would move the weights by ~1e-3, differently per rank count.
-OPTIMIZERS = {"gd": dict(optimizer="gd", iterations=250, lr=0.1, dtype="float32"),
+OPTIMIZERS = {"gd": dict(optimizer="gd", iterations=100, lr=0.1, dtype="float32"),
               "lbfgs": dict(optimizer="lbfgs", iterations=30, lr=1.0, dtype="float32"),
               "lbfgs-float64": dict(optimizer="lbfgs", iterations=30, lr=1.0, dtype="float64"),
-              "sgd": dict(optimizer="sgd", iterations=20, lr=0.1, batch_size=37, momentum=0.5, dtype="float32")}
+              "sgd": dict(optimizer="sgd", iterations=8, lr=0.1, batch_size=37, momentum=0.5, dtype="float32")}
 WAYS = list(itertools.product(sorted(IMPLEMENTATIONS), OPTIMIZERS))
 
 
