@@ -320,7 +320,11 @@ def ctrl_c_on_make(repo: Path, folder: Path, command: list[str], ready: str) -> 
                 break
             except OSError:
                 assert time.monotonic() < deadline, f"{command} did not start"
-        _read(fd, 1.0)
+        # What the server says before the Ctrl-C, its log of the probes above included, is read first: until
+        # it has been quiet for 2 s, which a busy machine's delay in relaying a line stays well within.
+        settled_by = time.monotonic() + 60
+        while _read(fd, 2.0) and time.monotonic() < settled_by:
+            pass
         os.write(fd, b"\x03")  # Ctrl-C, as the terminal sends it
         after = b""
         while b"exit=" not in after or not after.endswith(b"\n"):
