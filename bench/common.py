@@ -27,6 +27,25 @@ def synthetic(n: int, seed: int = 0):
     return X, y
 
 
+def sklearn_at_defaults(X, y):
+    """scikit-learn's LogisticRegression at its defaults (lbfgs, tol 1e-4, max_iter 100) on our objective,
+    C = 1/(2·l2·n), fitted on the numpy arrays X (n, d) and y (n,) as a user would pass them."""
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=1 / (2 * L2 * len(y))).fit(X, y)
+
+
+def objective_in_float64(X64, y, coef, intercept) -> float:
+    """J at scikit-learn-oriented coefficients, coef (k, d) and intercept (k,), on X64 (n, d) float64: the one
+    yardstick for their fits and ours."""
+    import torch
+
+    from softmax_regression.training.model import objective
+
+    return objective(X64, y, torch.as_tensor(coef, dtype=torch.float64),
+                     torch.as_tensor(intercept, dtype=torch.float64), L2).item()
+
+
 def fastest(functions: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
     """Each function's fastest of `repeats` runs, in interleaved rounds (each function once a round), so that
     a busy spell on a shared machine slows all of them alike, and the minimum is each one's own cost."""

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import os
 import time
+from functools import partial
 
-from common import CLASSES, FEATURES, L2, fastest, synthetic
+from common import CLASSES, FEATURES, L2, fastest, objective_in_float64, sklearn_at_defaults, synthetic
 
 N = 1_000_000
 TARGET = 1e-5  # relative distance to scikit-learn's objective that counts as reaching it
@@ -50,12 +51,6 @@ def evaluations(X, y, repeats: int = 7) -> dict:
             "floor_s": seconds[forward] + seconds[backward], "read_s": seconds["X.sum()"]}
 
 
-def sklearn_fit(X, y):
-    from sklearn.linear_model import LogisticRegression
-
-    return LogisticRegression(C=1 / (2 * L2 * len(y))).fit(X, y)  # its defaults: lbfgs, tol 1e-4, max_iter 100
-
-
 def ours(impl: str, iterations: int):
     from softmax_regression import SoftmaxRegression
 
@@ -67,21 +62,16 @@ def lbfgs(X, y, repeats: int = 5) -> dict:
     """scikit-learn at its defaults on the float32 array, then each implementation's lbfgs through
     `SoftmaxRegression`, stopped at the first iteration whose J (in float64) is within TARGET of
     scikit-learn's: the fits timed in interleaved rounds, the fastest of each kept."""
-    import torch
-
     from softmax_regression.config import TrainParams
-    from softmax_regression.training.model import initial_weights, objective
+    from softmax_regression.training.model import initial_weights
     from softmax_regression.training.optimizers import fit
 
-    Xn, yn, X64 = X.numpy(), y.numpy(), X.double()
-
-    def J(coef, intercept) -> float:  # J in float64 at the coefficients, for both alike
-        return objective(X64, y, torch.as_tensor(coef, dtype=torch.float64),
-                         torch.as_tensor(intercept, dtype=torch.float64), L2).item()
+    Xn, yn = X.numpy(), y.numpy()
+    J = partial(objective_in_float64, X.double(), y)  # J in float64 at scikit-learn-oriented coefficients
 
     ours("manual", 2).fit(Xn[:1000], yn[:1000])  # the first fits of a process import what they need
-    sklearn_fit(Xn[:1000], yn[:1000])
-    reference = sklearn_fit(Xn, yn)
+    sklearn_at_defaults(Xn[:1000], yn[:1000])
+    reference = sklearn_at_defaults(Xn, yn)
     target = J(reference.coef_, reference.intercept_)
     rows = {"sklearn": {"iterations": int(reference.n_iter_[0]), "objective": target}}
     for impl in ("manual", "autograd", "nn"):
@@ -95,7 +85,7 @@ def lbfgs(X, y, repeats: int = 5) -> dict:
         counted = fit(X, y, W0, b0, TrainParams(impl=impl, optimizer="lbfgs", iterations=t, lr=1, l2=L2, tol=0, seed=0))
         rows[impl] = {"iterations": t, "objective": J(model.coef_, model.intercept_),
                       "evaluations": counted.evaluations}
-    seconds = fastest({"sklearn": lambda: sklearn_fit(Xn, yn),
+    seconds = fastest({"sklearn": lambda: sklearn_at_defaults(Xn, yn),
                        **{impl: (lambda impl=impl: ours(impl, rows[impl]["iterations"]).fit(Xn, yn))
                           for impl in ("manual", "autograd", "nn")}}, repeats)
     for name, row in rows.items():

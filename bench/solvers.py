@@ -7,7 +7,15 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
-from common import CLASSES, L2, peak_rss_mb, reset_peak_memory, synthetic
+from common import (
+    CLASSES,
+    L2,
+    objective_in_float64,
+    peak_rss_mb,
+    reset_peak_memory,
+    sklearn_at_defaults,
+    synthetic,
+)
 
 TARGET = 1e-5  # relative distance to scikit-learn's objective that counts as there
 LEARNING_RATES = {"gd": 1.0, "sgd": 0.1, "lbfgs": 1.0}
@@ -26,17 +34,11 @@ class Row:
 
 def sklearn_reference(X, y) -> tuple[float, Row]:
     """scikit-learn at its defaults (lbfgs, tol 1e-4) on the float32 array a user would pass; its J in float64."""
-    import torch
-    from sklearn.linear_model import LogisticRegression
-
-    from softmax_regression.training.model import objective
-
     reset_peak_memory()
     start = time.perf_counter()
-    model = LogisticRegression(C=1 / (2 * L2 * len(y))).fit(X.numpy(), y.numpy())
+    model = sklearn_at_defaults(X.numpy(), y.numpy())
     seconds = time.perf_counter() - start
-    J = objective(X.double(), y, torch.from_numpy(model.coef_).double(), torch.from_numpy(model.intercept_).double(),
-                  L2).item()
+    J = objective_in_float64(X.double(), y, model.coef_, model.intercept_)
     return J, Row(len(y), "sklearn lbfgs", seconds, int(model.n_iter_[0]), J, None, peak_rss_mb())
 
 

@@ -26,9 +26,9 @@ from softmax_regression.training.model import (
     BLOCK,
     Model,
     initial_weights,
-    log_softmax,
     no_scaling,
     objective_on_ranks,
+    probabilities,
     scaling_of,
     standardize,
 )
@@ -218,7 +218,7 @@ def train_metrics(model: Model, inputs: Dataset, l2: float, ranks: Ranks = ONE) 
     sums = torch.zeros(2, dtype=torch.float64)
     with torch.no_grad():
         for Z, y in zip(inputs.X.split(BLOCK), inputs.y.split(BLOCK), strict=True):
-            P = log_softmax(Z @ W + b).exp()
+            P = probabilities(Z, W, b)
             sums += torch.tensor([correct(P, y), negative_log_likelihood(P, y)], dtype=torch.float64)
     ranks.sum_(sums)
     return {"train_loss_final": loss.item(), "train_log_loss": sums[1].item() / n,

@@ -131,9 +131,14 @@ class Model:
         return standardize(X, self.mean, self.scale, self.W.dtype)
 
 
+def probabilities(Z: Tensor, W: Tensor, b: Tensor) -> Tensor:
+    """Class probabilities (n, k) for the model's inputs Z (n, d), W (d, k), b (k,)."""
+    return log_softmax(Z @ W + b).exp()
+
+
 def predict_proba(model: Model, X: Tensor) -> Tensor:
     """Class probabilities (n, k) for raw features X (n, d)."""
-    return log_softmax(model.inputs(X) @ model.W + model.b).exp()
+    return probabilities(model.inputs(X), model.W, model.b)
 
 
 def write_model(path: str | Path, model: Model) -> None:
