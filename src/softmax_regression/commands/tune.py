@@ -73,11 +73,13 @@ def main(argv: list[str] | None = None) -> None:
     dvc("repro", "split", quiet=True)  # the rows the trials train and are scored on, made or brought up to date
     if parquet_rows(paths.VAL) == 0:
         raise ParamError("split.val_size is 0: make tune chooses on validation rows, and there are none")
-    # The params are checked and the split is there: now Optuna, torch and MLflow, seconds to import.
+    from softmax_regression.search import study
+
+    search = make_search(params, tune, storage_url(args.storage))
+    study.open_study(search)  # refuses another search's study before torch and MLflow, seconds to import
     from softmax_regression.search import session
     from softmax_regression.tracking import runs
 
-    search = make_search(params, tune, storage_url(args.storage))
     uri = runs.connect()
     with progress_bar(tune.trials, lower_is_better(tune.metric)) as bar:
         report = session.tune(search, experiment, args.materialize, progress=bar.show)

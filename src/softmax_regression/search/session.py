@@ -173,7 +173,7 @@ def make_experiments(search: studies.Search, study: optuna.Study, k: int) -> dic
             dvc("exp", "run", "--temp", "-n", name, *settings, quiet=True)
         made[best.number] = name
         study.set_user_attr(studies.MATERIALIZED, {str(n): e for n, e in made.items()})
-    rows = {row.get("Experiment"): row for row in exp_show()}
+    rows = {row.get("Experiment"): row for row in exp_show()} if made else {}
     for number, name in made.items():
         if rows.get(name, {}).get("run_id"):
             trials.set_tags(rows[name]["run_id"], {names.STUDY: search.tune.study, names.TRIAL: str(number)})

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
@@ -30,7 +30,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from softmax_regression.config import TrainParams, TuneParams, lower_is_better, run_params, section
 from softmax_regression.errors import PipelineError, TrainingDiverged
-from softmax_regression.search import space, trial
+from softmax_regression.search import space
+
+if TYPE_CHECKING:
+    from softmax_regression.search import trial
 
 SAMPLER = {"n_startup_trials": 10, "n_ei_candidates": 24, "multivariate": True, "group": False, "constant_liar": True}
 HEARTBEAT, GRACE = 5, 30  # seconds: how often a shared study hears from a driver, and how long before it gives up
@@ -89,6 +92,8 @@ Recorder = Callable[[FrozenTrial, "trial.Outcome | None", str | None], str]  # a
 def pool(parallel: int) -> Executor:
     """`parallel` worker processes forked from a fork server that imports torch and the trial's code once."""
     import torch
+
+    from softmax_regression.search import trial
 
     context = torch.multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["softmax_regression.parallel.forkserver", trial.__name__])
@@ -200,6 +205,8 @@ def propose(search: Search, history: Sequence[FrozenTrial], first: int, n: int) 
 def run_batch(search: Search, study: optuna.Study, batch: list[FrozenTrial], executor: Executor, record: Recorder,
               progress: Progress | None) -> int:
     """Run the batch's trials on the executor, record and tell each as it finishes; returns how many finished."""
+    from softmax_regression.search import trial  # torch: a search refused before its first batch never imports it
+
     futures = {executor.submit(trial.run, search.train_params(t.params)): t for t in batch}
     with heartbeats(study, batch) if search.shared else nullcontext():
         for future in as_completed(futures):
