@@ -92,6 +92,7 @@ def sha256(path: Path) -> str:
 
 def rerun(run_id: str) -> bool:
     """Restore, re-run and compare; True when the new weights are the logged ones, byte for byte."""
+    check_clean()  # in a blink, before MLflow's seconds of imports
     from softmax_regression.tracking import runs
 
     uri = runs.connect()
@@ -100,7 +101,6 @@ def rerun(run_id: str) -> bool:
         raise RerunRefused(f"MLflow run {run_id} is not in {uri}; check the id (the UI's Run ID), or set "
                            f"MLFLOW_TRACKING_URI to the store that has it")
     kind, ref = source_of(run)
-    check_clean()
     with tempfile.TemporaryDirectory() as folder:
         try:
             logged = runs.download(run_id, names.LOGGED_MODEL, folder)
