@@ -11,12 +11,14 @@ import yaml
 
 from softmax_regression.paths import repo_root
 
+FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: dvc.lock is read for every tune trial
+
 
 def dvc_hash(path: str, lock_file: str = "dvc.lock") -> str | None:
     """The md5 DVC recorded for `path` as a dependency in dvc.lock, if it did."""
     try:
         with open(lock_file, encoding="utf-8") as f:
-            lock = yaml.safe_load(f) or {}
+            lock = yaml.load(f, Loader=FAST_LOADER) or {}
     except OSError:
         return None
     for stage in lock.get("stages", {}).values():
