@@ -205,7 +205,8 @@ def propose(search: Search, history: Sequence[FrozenTrial], first: int, n: int) 
 def run_batch(search: Search, study: optuna.Study, batch: list[FrozenTrial], executor: Executor, record: Recorder,
               progress: Progress | None) -> int:
     """Run the batch's trials on the executor, record and tell each as it finishes; returns how many finished."""
-    from softmax_regression.search import trial  # torch: a search refused before its first batch never imports it
+    # torch comes with the trial's code: a search refused before its first batch never imports it
+    from softmax_regression.search import trial
 
     futures = {executor.submit(trial.run, search.train_params(t.params)): t for t in batch}
     with heartbeats(study, batch) if search.shared else nullcontext():
