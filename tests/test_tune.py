@@ -207,7 +207,7 @@ class Staggered(ThreadPoolExecutor):
 def test_the_same_seed_gives_the_same_trials_whatever_order_they_finish_in(built, tmp_path, monkeypatch):
     from softmax_regression.commands.tune import make_search
     from softmax_regression.config import TuneParams, read_params, section
-    from softmax_regression.search import session
+    from softmax_regression.search import session, study
     from softmax_regression.tracking import runs
 
     repo = with_study(copy_built(built, tmp_path / "repo", store=False))
@@ -219,7 +219,8 @@ def test_the_same_seed_gives_the_same_trials_whatever_order_they_finish_in(built
     orders = {}
     for position in (1, 0):  # the second of each batch held back, then the first
         storage = f"sqlite:///{tmp_path / f'held-{position}.db'}"
-        session.tune(make_search(params, tune, storage), "staggered", 0, lambda n, p=position: Staggered(n, p))
+        search = make_search(params, tune, storage)
+        session.tune(search, study.open_study(search), "staggered", 0, lambda n, p=position: Staggered(n, p))
         finished = optuna.load_study(study_name="t", storage=storage).get_trials(states=(TrialState.COMPLETE,))
         orders[position] = [t.number for t in sorted(finished, key=lambda t: t.datetime_complete)]
     assert orders[1] == [0, 1, 2, 3] and orders[0] == [1, 0, 3, 2], orders

@@ -76,13 +76,13 @@ def main(argv: list[str] | None = None) -> None:
     from softmax_regression.search import study
 
     search = make_search(params, tune, storage_url(args.storage))
-    study.open_study(search)  # refuses another search's study before torch and MLflow, seconds to import
+    opened = study.open_study(search)  # refuses another search's study before torch and MLflow, seconds to import
     from softmax_regression.search import session
     from softmax_regression.tracking import runs
 
     uri = runs.connect()
     with progress_bar(tune.trials, lower_is_better(tune.metric)) as bar:
-        report = session.tune(search, experiment, args.materialize, progress=bar.show)
+        report = session.tune(search, opened, experiment, args.materialize, progress=bar.show)
     print(summary(report, tune, experiment, uri))
 
 

@@ -32,12 +32,12 @@ class Report:
     experiments: dict[int, str] = field(default_factory=dict)  # trial number: its DVC experiment
 
 
-def tune(search: studies.Search, experiment: str, materialize: int,
+def tune(search: studies.Search, study: optuna.Study, experiment: str, materialize: int,
          executor: Callable[[int], Executor] = studies.pool, progress: studies.Progress | None = None) -> Report:
-    """Open or resume the study, run it to `tune.trials` finished trials, then sum it up and make its best
-    `materialize` trials DVC experiments. A finished study adds nothing."""
+    """Run the search's study (`studies.open_study`: new or resumed) to `tune.trials` finished trials, then sum
+    it up and make its best `materialize` trials DVC experiments. A finished study adds nothing."""
     with exclusive(search):
-        return _tune(search, experiment, materialize, executor, progress)
+        return _tune(search, study, experiment, materialize, executor, progress)
 
 
 @contextmanager
@@ -57,9 +57,8 @@ def exclusive(search: studies.Search) -> Iterator[None]:
         lock.release()
 
 
-def _tune(search: studies.Search, experiment: str, materialize: int, executor: Callable[[int], Executor],
-          progress: studies.Progress | None) -> Report:
-    study = studies.open_study(search)
+def _tune(search: studies.Search, study: optuna.Study, experiment: str, materialize: int,
+          executor: Callable[[int], Executor], progress: studies.Progress | None) -> Report:
     complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     made = {int(number): name for number, name in study.user_attrs.get(studies.MATERIALIZED, {}).items()}
     wanted = {t.number for t in studies.best(study, materialize)}
